@@ -1,0 +1,1 @@
+"""Operating Meterly: settings, provisioning of Kafka and Cassandra, supervision, the CLI."""

@@ -1,0 +1,219 @@
+"""The ``meterly`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ops.infra.artifacts import ProvisioningError
+from ops.infra.stack import COMPONENTS, Component, LocalStack, Mode
+from ops.settings import Settings, get_settings
+
+log = logging.getLogger("meterly")
+
+
+def _say(message: str) -> None:
+    print(f"meterly: {message}", file=sys.stderr, flush=True)
+
+
+def _stack(settings: Settings, mode: Mode = "single") -> LocalStack:
+    return LocalStack(settings.home, settings.cache_dir, mode, progress=_say)
+
+
+@dataclass
+class Infra:
+    """Where Kafka and Cassandra are, and what this process started (to stop it later)."""
+
+    kafka_bootstrap: str
+    cassandra_hosts: str
+    stack: LocalStack
+    started: list[str] = field(default_factory=list)
+
+
+def resolve_infra(settings: Settings) -> Infra:
+    """Use configured clusters; provision locally whatever is not configured."""
+    stack = _stack(settings)
+    wanted: tuple[Component, ...] = tuple(
+        c for c in COMPONENTS
+        if (c == "kafka" and settings.provisions_kafka)
+        or (c == "cassandra" and settings.provisions_cassandra)
+    )
+    started = stack.up(wanted) if wanted else []
+    return Infra(
+        settings.kafka_bootstrap or stack.kafka_bootstrap,
+        settings.cassandra_hosts or stack.cassandra_hosts,
+        stack,
+        started,
+    )
+
+
+def prepare(settings: Settings, kafka_bootstrap: str, cassandra_hosts: str) -> None:
+    """Create topics and apply migrations; both are idempotent."""
+    from ops.topics import ensure_topics
+    from storage.cassandra import connect
+    from storage.migrate import migrate
+
+    created = ensure_topics(
+        kafka_bootstrap, settings.topic_prefix, settings.kafka_replication_factor
+    )
+    if created:
+        _say(f"created topics: {', '.join(created)}")
+    cluster, session = connect(cassandra_hosts)
+    try:
+        applied = migrate(session, settings.cassandra_keyspace, settings.cassandra_replication)
+    finally:
+        cluster.shutdown()
+    if applied:
+        _say(f"applied migrations {applied} to keyspace {settings.cassandra_keyspace}")
+
+
+def cmd_infra(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    stack = _stack(settings, "cluster" if args.cluster else "single")
+    components: tuple[Component, ...] = (args.only,) if args.only else COMPONENTS
+    if args.action == "up":
+        stack.up(components)
+        _say(f"Kafka at {stack.kafka_bootstrap}, Cassandra at {stack.cassandra_hosts}")
+        _say(f"logs in {stack.logs}")
+    elif args.action == "down":
+        stopped = stack.down(components)
+        _say(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    else:
+        rows = stack.status()
+        if not rows:
+            _say("nothing provisioned yet (run `meterly infra up`)")
+        for row in rows:
+            state = "healthy" if row.healthy else ("starting/unhealthy" if row.pid else "stopped")
+            memory = f"{row.resident_bytes / 2**20:.0f} MiB" if row.pid else "-"
+            pid = row.pid or "-"
+            print(f"{row.name:<12} {state:<18} pid={pid:<8} {row.endpoint:<16} rss={memory}")
+        return 0 if rows and all(r.healthy for r in rows) else 3
+    return 0
+
+
+def supervised_processes(settings: Settings, infra: Infra) -> list[object]:
+    from ops.supervisor import ProcessSpec
+    from processors.registry import WORKERS
+
+    env = {
+        "METERLY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        "METERLY_CASSANDRA_HOSTS": infra.cassandra_hosts,
+        "METERLY_HOME": str(settings.home),
+    }
+    specs = [ProcessSpec("gateway", [sys.executable, "-m", "ops.cli", "gateway"], env)]
+    specs += [
+        ProcessSpec(f"worker:{name}", [sys.executable, "-m", "ops.cli", "worker", name], env)
+        for name in WORKERS
+    ]
+    return list(specs)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ops import logs
+    from ops.supervisor import ProcessSpec, Supervisor
+
+    if args.port:
+        os.environ["METERLY_PORT"] = str(args.port)
+        get_settings.cache_clear()
+    settings = get_settings()
+    logs.configure("supervisor")
+    infra = resolve_infra(settings)
+    try:
+        prepare(settings, infra.kafka_bootstrap, infra.cassandra_hosts)
+        specs = [s for s in supervised_processes(settings, infra) if isinstance(s, ProcessSpec)]
+        supervisor = Supervisor(specs)
+        _say(f"serving http://localhost:{settings.port} (Ctrl-C stops everything)")
+        supervisor.run()
+    finally:
+        if infra.started:
+            _say(f"stopping {', '.join(infra.started)}")
+            infra.stack.down()
+    _say("stopped")
+    return 0
+
+
+def cmd_gateway(_args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from ops import logs
+
+    settings = get_settings()
+    logs.configure("gateway")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ops import logs
+    from processors.registry import WORKERS
+
+    if args.name not in WORKERS:
+        _say(f"unknown worker {args.name!r}; known: {', '.join(sorted(WORKERS)) or 'none'}")
+        return 2
+    settings = get_settings()
+    logs.configure(f"worker:{args.name}")
+    WORKERS[args.name](settings)
+    return 0
+
+
+def cmd_prepare(_args: argparse.Namespace) -> int:
+    settings = get_settings()
+    infra = resolve_infra(settings)
+    prepare(settings, infra.kafka_bootstrap, infra.cassandra_hosts)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meterly", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    infra = sub.add_parser("infra", help="local Kafka and Cassandra: up, down, status")
+    infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("--cluster", action="store_true",
+                       help="three Kafka brokers and three Cassandra nodes (fault tests)")
+    infra.add_argument("--only", choices=list(COMPONENTS))
+    infra.set_defaults(func=cmd_infra)
+
+    run = sub.add_parser("run", help="provision what is not configured and run everything")
+    run.add_argument("--port", type=int, help="HTTP port (default 3000 or METERLY_PORT)")
+    run.set_defaults(func=cmd_run)
+
+    sub.add_parser("gateway", help="run the HTTP gateway alone").set_defaults(func=cmd_gateway)
+
+    worker = sub.add_parser("worker", help="run one worker process alone")
+    worker.add_argument("name")
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("prepare", help="create topics and apply Cassandra migrations").set_defaults(
+        func=cmd_prepare
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ProvisioningError as exc:
+        _say(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

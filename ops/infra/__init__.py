@@ -1,0 +1,1 @@
+"""Local Kafka, Cassandra and S3-compatible storage from Maven Central artifacts, without Docker."""

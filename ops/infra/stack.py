@@ -1,0 +1,184 @@
+"""The locally provisioned infrastructure as one unit: up, status, restart, down.
+
+Single mode runs one Kafka node and one Cassandra node (what ``meterly run`` and the test
+suite use). Cluster mode runs three Kafka brokers and three Cassandra nodes on
+127.0.0.1/.2/.3 for fault tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ops.infra import artifacts, cassandra, kafka
+from ops.infra.process import Service, kill, resident_bytes, running_pid, start, stop, wait_ready
+
+Mode = Literal["single", "cluster"]
+Component = Literal["kafka", "cassandra"]
+COMPONENTS: tuple[Component, ...] = ("kafka", "cassandra")
+
+
+@dataclass(frozen=True)
+class Ports:
+    kafka_base: int = 9092
+    cassandra_native: int = 9042
+    cassandra_storage: int = 7000
+    cassandra_jmx_base: int = 7199
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    healthy: bool
+    resident_bytes: int
+    endpoint: str
+
+
+class LocalStack:
+    """Kafka and Cassandra as background processes under ``home``; jars under ``cache``."""
+
+    def __init__(
+        self,
+        home: Path,
+        cache: Path | None = None,
+        mode: Mode = "single",
+        ports: Ports = Ports(),
+        progress: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
+        self.home = home.resolve()
+        self.cache = (cache or self.home / "cache").resolve()
+        self.mode = mode
+        self.ports = ports
+        self.progress = progress
+        count = 1 if mode == "single" else 3
+        self.kafka_nodes = kafka.kafka_nodes(count, ports.kafka_base)
+        self.cassandra_nodes = cassandra.cassandra_nodes(
+            count, ports.cassandra_native, ports.cassandra_storage, ports.cassandra_jmx_base
+        )
+        self._state = self.home / "infra" / mode
+        self.logs = self.home / "logs"
+        self._run = self.home / "run"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return kafka.bootstrap(self.kafka_nodes)
+
+    @property
+    def cassandra_hosts(self) -> str:
+        return cassandra.contact_points(self.cassandra_nodes)
+
+    def _lib(self, which: artifacts.ArtifactSet) -> Path:
+        if not artifacts.is_cached(self.cache, which):
+            self.progress(f"downloading {which.name} from Maven Central (first start only)")
+        return artifacts.ensure(self.cache, which, self.logs / "maven.log")
+
+    def services(self, component: Component) -> list[Service]:
+        heap = "1g" if self.mode == "single" else "512m"
+        if component == "kafka":
+            return kafka.services(
+                self._lib(artifacts.KAFKA), self._state / "kafka", self.logs, self._run,
+                self.kafka_nodes, heap="512m" if self.mode == "cluster" else "1g",
+            )
+        return cassandra.services(
+            self._lib(artifacts.CASSANDRA), self._state / "cassandra", self.logs, self._run,
+            self.cassandra_nodes, heap=heap,
+        )
+
+    def up(self, components: tuple[Component, ...] = COMPONENTS) -> list[str]:
+        """Start what is not running; return the names of services this call started."""
+        started: list[str] = []
+        for component in components:
+            begun = time.monotonic()
+            services = self.services(component)
+            if component == "kafka":
+                # A KRaft quorum becomes ready only once a majority runs: launch all, then wait.
+                for service in services:
+                    if start(service, timeout=90, wait=False):
+                        started.append(service.name)
+                wait_ready(services, timeout=120)
+            else:
+                # Cassandra nodes join one at a time; the seed (node 1) goes first.
+                for service in services:
+                    if start(service, timeout=180):
+                        started.append(service.name)
+                if len(services) > 1:
+                    self._wait_for_peers(services)
+            self.progress(f"{component} ready in {time.monotonic() - begun:.1f}s")
+        return started
+
+    def _wait_for_peers(self, services: list[Service]) -> None:
+        peers = len(self.cassandra_nodes) - 1
+        nodes_ready = [
+            Service(
+                s.name, s.argv, s.workdir, s.log, s.pidfile, s.marker, s.ports,
+                ready=functools.partial(cassandra.cassandra_ready, n, peers),
+            )
+            for s, n in zip(services, self.cassandra_nodes, strict=True)
+        ]
+        wait_ready(nodes_ready, timeout=120)
+
+    def down(self, components: tuple[Component, ...] = COMPONENTS) -> list[str]:
+        stopped = []
+        # Reverse start order: clients of Kafka may still flush while Cassandra stops.
+        for component in reversed(components):
+            for service in self._known(component):
+                if stop(service):
+                    stopped.append(service.name)
+        return stopped
+
+    def restart(self, component: Component) -> None:
+        for service in self._known(component):
+            stop(service)
+        self.up((component,))
+
+    def kill(self, name: str) -> bool:
+        """SIGKILL one service by name (``kafka-2``, ``cassandra-3``) to simulate a crash."""
+        for component in COMPONENTS:
+            for service in self._known(component):
+                if service.name == name:
+                    return kill(service)
+        raise KeyError(name)
+
+    def start_one(self, name: str) -> None:
+        for component in COMPONENTS:
+            services = self.services(component)
+            for service in services:
+                if service.name == name:
+                    start(service, timeout=180, wait=component == "cassandra")
+                    if component == "kafka":
+                        wait_ready([service], timeout=120)
+                    return
+        raise KeyError(name)
+
+    def _known(self, component: Component) -> list[Service]:
+        """Services as configured, without downloading anything (for stop and status)."""
+        which = artifacts.KAFKA if component == "kafka" else artifacts.CASSANDRA
+        if not artifacts.is_cached(self.cache, which):
+            return []
+        return self.services(component)
+
+    def status(self) -> list[ServiceStatus]:
+        result = []
+        endpoints = {n.name: f"{n.host}:{n.port}" for n in self.kafka_nodes}
+        endpoints.update({n.name: f"{n.address}:{n.native_port}" for n in self.cassandra_nodes})
+        for component in COMPONENTS:
+            for service in self._known(component):
+                pid = running_pid(service)
+                result.append(
+                    ServiceStatus(
+                        name=service.name,
+                        pid=pid,
+                        healthy=pid is not None and service.ready(),
+                        resident_bytes=resident_bytes(pid) if pid else 0,
+                        endpoint=endpoints[service.name],
+                    )
+                )
+        return result
+
+    def running(self) -> bool:
+        return any(s.pid is not None for s in self.status())

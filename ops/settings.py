@@ -1,0 +1,66 @@
+"""Runtime settings, read once from ``METERLY_*`` environment variables.
+
+Settings fail fast: a malformed value stops the process at start with the variable's name,
+instead of surfacing later as a connection error.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METERLY_", extra="ignore")
+
+    #: Where downloads, data directories, logs and pid files live (git-ignored).
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".meterly")
+    #: Downloaded jars; defaults to ``<home>/cache``. Share it between checkouts to download once.
+    cache: Path | None = None
+    #: Existing Kafka cluster ("host:port,host:port"). Unset: Meterly provisions one.
+    kafka_bootstrap: str | None = None
+    #: Existing Cassandra contact points ("host[:port],..."). Unset: Meterly provisions one.
+    cassandra_hosts: str | None = None
+    cassandra_keyspace: str = "meterly"
+    #: Replication strategy options for the keyspace, as CQL map text.
+    cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    #: Prepended to every topic name, so several deployments (or test runs) share a cluster.
+    topic_prefix: str = "meterly."
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    port: int = Field(default=3000, ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _legal_topic_prefix(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(value) <= allowed:
+            raise ValueError("topic prefix may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("cassandra_keyspace")
+    @classmethod
+    def _legal_keyspace(cls, value: str) -> str:
+        if not value.replace("_", "a").isalnum() or not value[0].isalpha() or len(value) > 48:
+            raise ValueError("keyspace must start with a letter and hold letters, digits, '_'")
+        return value.lower()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache or self.home / "cache"
+
+    @property
+    def provisions_kafka(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def provisions_cassandra(self) -> bool:
+        return not self.cassandra_hosts
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

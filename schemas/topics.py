@@ -1,0 +1,62 @@
+"""Every Kafka topic Meterly uses, defined once: name, partitions, cleanup and retention.
+
+Names get the deployment's prefix (``METERLY_TOPIC_PREFIX``) when created, so several
+deployments or test runs can share one cluster. A topic name carries its schema version;
+a breaking change to a record format is a new topic, never a silent change of an old one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    cleanup_policy: Literal["delete", "compact"]
+    #: None keeps records forever (compacted topics hold current state).
+    retention_ms: int | None
+    purpose: str
+
+    def full_name(self, prefix: str) -> str:
+        return f"{prefix}{self.name}"
+
+    def config(self, replication: int) -> dict[str, str]:
+        config = {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms if self.retention_ms is not None else -1),
+            # With three replicas a write survives one broker loss only if two acknowledged it.
+            "min.insync.replicas": "2" if replication >= 3 else "1",
+        }
+        return config
+
+
+# Usage records are keyed by tenant, so one tenant's events stay ordered in one partition.
+# Kept for 40 days: longer than the 35-day deduplication window, so a counter can be
+# rebuilt from the topic for any open period.
+USAGE = TopicSpec(
+    "usage.v1", 4, "delete", 40 * DAY_MS,
+    "accepted usage events, packed per tenant, written by the gateway and the ingest validator",
+)
+INGEST = TopicSpec(
+    "ingest.cloudevents.v1", 4, "delete", 7 * DAY_MS,
+    "CloudEvents (Kafka protocol binding) written by a platform's own services",
+)
+INGEST_DEAD_LETTER = TopicSpec(
+    "ingest.dead-letter.v1", 1, "delete", 30 * DAY_MS,
+    "ingest records that failed validation, with the reason in a header",
+)
+ADMIN = TopicSpec(
+    "admin.v1", 1, "compact", None,
+    "tenant and API key state, one record per entity, the key cache of every gateway",
+)
+INVOICES = TopicSpec(
+    "invoices.v1", 4, "delete", 400 * DAY_MS,
+    "invoice events emitted when a tenant's billing period closes",
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (USAGE, INGEST, INGEST_DEAD_LETTER, ADMIN, INVOICES)

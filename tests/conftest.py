@@ -1,0 +1,57 @@
+"""Shared fixtures: real infrastructure once per session, a fresh namespace per test run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from ops.cli import prepare
+from ops.settings import Settings
+from tests.infra import Infra, open_infra
+
+_skipped: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    handle = open_infra(Settings())
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def settings(infra: Infra, run_id: str) -> Settings:
+    """Settings for this test run: its own keyspace and topic prefix, so reruns see no old data."""
+    s = Settings(
+        kafka_bootstrap=infra.kafka_bootstrap,
+        cassandra_hosts=infra.cassandra_hosts,
+        cassandra_keyspace=f"meterly_test_{run_id}",
+        topic_prefix=f"test-{run_id}.",
+    )
+    prepare(s, infra.kafka_bootstrap, infra.cassandra_hosts)
+    return s
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A skipped integration test hides a missing broker or node; CI must see it as a failure.
+    if _skipped and not os.environ.get("METERLY_ALLOW_SKIPS"):
+        print(f"\nmeterly: {len(_skipped)} test(s) skipped; skips fail this run "
+              "(set METERLY_ALLOW_SKIPS=1 to allow):")
+        for nodeid in _skipped:
+            print(f"  {nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,67 @@
+"""Small, real Kafka helpers for tests: a fresh topic, produce, and read back to the end."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def new_topic(bootstrap: str, prefix: str, partitions: int = 1, replication: int = 1) -> str:
+    name = f"{prefix}probe-{secrets.token_hex(4)}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, partitions, replication)]).values():
+        future.result(timeout=30)
+    return name
+
+
+def producer(bootstrap: str, **extra: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                     **extra})
+
+
+def read_all(bootstrap: str, topic: str, isolation: str = "read_committed",
+             timeout: float = 30.0) -> list[bytes]:
+    """Every visible value of ``topic`` from the beginning up to its current end."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"probe-{secrets.token_hex(4)}",
+        "isolation.level": isolation,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = [TopicPartition(topic, p, 0) for p in meta.partitions]
+        consumer.assign(partitions)
+        ends = {}
+        for tp in partitions:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            ends[tp.partition] = high
+        values: list[bytes] = []
+        done = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: {len(done)}/{len(ends)} partitions done")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                # Transaction markers occupy offsets without being delivered; the position
+                # tells whether the end was reached.
+                for tp in consumer.position(partitions):
+                    if tp.offset >= ends[tp.partition]:
+                        done.add(tp.partition)
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(err)
+            values.append(msg.value())
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                done.add(msg.partition())
+        return values
+    finally:
+        consumer.close()
