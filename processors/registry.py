@@ -6,5 +6,21 @@ from collections.abc import Callable
 
 from ops.settings import Settings
 
-#: Worker name -> function that runs the worker until it is stopped.
-WORKERS: dict[str, Callable[[Settings], None]] = {}
+
+def _counter(settings: Settings) -> None:
+    from processors.usage_counter import run_worker
+
+    run_worker(settings)
+
+
+def _mirror(settings: Settings) -> None:
+    from processors.usage_mirror import run_worker
+
+    run_worker(settings)
+
+
+#: Worker name -> function that runs the worker until it is stopped (SIGTERM).
+WORKERS: dict[str, Callable[[Settings], None]] = {
+    "counter": _counter,
+    "mirror": _mirror,
+}

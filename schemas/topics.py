@@ -50,6 +50,12 @@ INGEST_DEAD_LETTER = TopicSpec(
     "ingest.dead-letter.v1", 1, "delete", 30 * DAY_MS,
     "ingest records that failed validation, with the reason in a header",
 )
+# Co-partitioned with USAGE (same partition count): partition p holds source partition p's
+# counters and remembered ids. Compacted: the latest counter value per key is kept.
+COUNTER_CHANGELOG = TopicSpec(
+    "counter-changelog.v1", USAGE.partitions, "compact", None,
+    "the counting worker's state: absolute counters and first-seen ids, transactional",
+)
 ADMIN = TopicSpec(
     "admin.v1", 1, "compact", None,
     "tenant and API key state, one record per entity, the key cache of every gateway",
@@ -59,4 +65,6 @@ INVOICES = TopicSpec(
     "invoice events emitted when a tenant's billing period closes",
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (USAGE, INGEST, INGEST_DEAD_LETTER, ADMIN, INVOICES)
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    USAGE, COUNTER_CHANGELOG, INGEST, INGEST_DEAD_LETTER, ADMIN, INVOICES,
+)

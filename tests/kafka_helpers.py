@@ -25,6 +25,12 @@ def producer(bootstrap: str, **extra: str) -> Producer:
 def read_all(bootstrap: str, topic: str, isolation: str = "read_committed",
              timeout: float = 30.0) -> list[bytes]:
     """Every visible value of ``topic`` from the beginning up to its current end."""
+    return [v for _k, v in read_all_records(bootstrap, topic, isolation, timeout)]
+
+
+def read_all_records(bootstrap: str, topic: str, isolation: str = "read_committed",
+                     timeout: float = 60.0) -> list[tuple[bytes, bytes]]:
+    """Every visible (key, value) of ``topic``, partition by partition in offset order."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"probe-{secrets.token_hex(4)}",
@@ -40,7 +46,7 @@ def read_all(bootstrap: str, topic: str, isolation: str = "read_committed",
         for tp in partitions:
             _low, high = consumer.get_watermark_offsets(tp, timeout=10)
             ends[tp.partition] = high
-        values: list[bytes] = []
+        values: list[tuple[bytes, bytes]] = []
         done = {p for p, end in ends.items() if end == 0}
         deadline = time.monotonic() + timeout
         while len(done) < len(ends):
@@ -59,7 +65,7 @@ def read_all(bootstrap: str, topic: str, isolation: str = "read_committed",
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise RuntimeError(err)
-            values.append(msg.value())
+            values.append((msg.key(), msg.value()))
             if msg.offset() + 1 >= ends[msg.partition()]:
                 done.add(msg.partition())
         return values

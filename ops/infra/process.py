@@ -226,6 +226,26 @@ def stop(service: Service, grace: float = 60.0) -> bool:
     return True
 
 
+def stop_all(services: Sequence[Service], grace: float = 60.0) -> list[str]:
+    """Stop several services at once: SIGTERM to all, then wait, then SIGKILL stragglers.
+
+    Nodes of one quorum are stopped together: a Kafka broker stopped after its peers waits
+    for a controller that is gone, until it is killed.
+    """
+    pids = {}
+    for service in services:
+        pid = running_pid(service)
+        service.pidfile.unlink(missing_ok=True)
+        if pid is not None:
+            pids[service.name] = pid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in pids.values():
+        _terminate(pid, grace=max(0.1, deadline - time.monotonic()))
+    return list(pids)
+
+
 def kill(service: Service) -> bool:
     """SIGKILL ``service`` at once, as a crash would; True if it ran."""
     pid = running_pid(service)

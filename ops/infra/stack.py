@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Literal
 
 from ops.infra import artifacts, cassandra, kafka
-from ops.infra.process import Service, kill, resident_bytes, running_pid, start, stop, wait_ready
+from ops.infra.process import (
+    Service,
+    kill,
+    resident_bytes,
+    running_pid,
+    start,
+    stop_all,
+    wait_ready,
+)
 
 Mode = Literal["single", "cluster"]
 Component = Literal["kafka", "cassandra"]
@@ -126,14 +134,11 @@ class LocalStack:
         stopped = []
         # Reverse start order: clients of Kafka may still flush while Cassandra stops.
         for component in reversed(components):
-            for service in self._known(component):
-                if stop(service):
-                    stopped.append(service.name)
+            stopped += stop_all(self._known(component))
         return stopped
 
     def restart(self, component: Component) -> None:
-        for service in self._known(component):
-            stop(service)
+        stop_all(self._known(component))
         self.up((component,))
 
     def kill(self, name: str) -> bool:

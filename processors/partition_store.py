@@ -1,0 +1,109 @@
+"""A local RocksDB copy of one changelog partition: counters and remembered identities.
+
+It is only a cache of the changelog, which is the truth. Writes land here after the Kafka
+transaction that carried them committed, in one RocksDB write batch together with the next
+changelog offset to read (the checkpoint). A crash between commit and this write leaves an
+older checkpoint, and restoring replays the tail of the changelog: every changelog record is
+an absolute value or a set insertion, so replaying it again changes nothing. Identities stay
+on disk, so memory does not grow with the number of remembered ids.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+from rocksdict import Options, Rdict, WriteBatch
+
+from processors.counting import Counter
+from schemas import counter_changelog_v1 as changelog
+from schemas.counter_changelog_v1 import CounterKey
+
+_CHECKPOINT = b"m:checkpoint"
+_ID = b"h:"
+_COUNTER = b"c:"
+_OFFSET = struct.Struct(">q")
+_DAY = struct.Struct(">I")
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    # Small write buffers: the store holds ids, not hot data, and memory is the constraint.
+    options.set_write_buffer_size(16 * 2**20)
+    options.set_max_write_buffer_number(2)
+    return options
+
+
+class PartitionStore:
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = Rdict(str(path), options=_options())
+        raw = self._db.get(_CHECKPOINT)
+        self.checkpoint: int = _OFFSET.unpack(raw)[0] if raw is not None else 0
+        self.counters: dict[CounterKey, Counter] = {}
+        for key, value in self._db.items(from_key=_COUNTER):
+            if not isinstance(key, bytes) or not key.startswith(_COUNTER):
+                break
+            if not isinstance(value, bytes):
+                raise TypeError("counter value in the local store is not bytes")
+            ckey, count, total = changelog.parse_counter(key[2:], value)
+            self.counters[ckey] = Counter(count, total)
+        self._restore_batch: WriteBatch | None = None
+
+    def knows(self, identity: bytes) -> bool:
+        return self._db.get(_ID + identity) is not None
+
+    # Restoring from the changelog -------------------------------------------------------
+
+    def restore(self, key: bytes, value: bytes | None, offset: int) -> None:
+        """Apply one changelog record read at ``offset``."""
+        if self._restore_batch is None:
+            self._restore_batch = WriteBatch(raw_mode=True)
+        batch = self._restore_batch
+        if key[:1] == changelog.COUNTER:
+            if value is None:
+                batch.delete(_COUNTER + key)
+                self.counters.pop(changelog.parse_counter_key(key), None)
+            else:
+                ckey, count, total = changelog.parse_counter(key, value)
+                batch.put(_COUNTER + key, value)
+                self.counters[ckey] = Counter(count, total)
+        elif key[:1] == changelog.SEEN and value is not None:
+            for identity, day in changelog.parse_seen(value):
+                batch.put(_ID + identity, _DAY.pack(day))
+        self.checkpoint = offset + 1
+        if len(batch) >= 5000:
+            self.flush_restore()
+
+    def flush_restore(self, checkpoint: int | None = None) -> None:
+        if checkpoint is not None:
+            self.checkpoint = max(self.checkpoint, checkpoint)
+        batch = self._restore_batch or WriteBatch(raw_mode=True)
+        batch.put(_CHECKPOINT, _OFFSET.pack(self.checkpoint))
+        self._db.write(batch)
+        self._restore_batch = None
+
+    # After a committed transaction ------------------------------------------------------
+
+    def committed(
+        self,
+        changed: dict[CounterKey, Counter],
+        new_ids: Iterable[tuple[bytes, int]],
+        next_offset: int,
+    ) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, counter in changed.items():
+            batch.put(_COUNTER + changelog.counter_key(key),
+                      changelog.counter_value(counter.count, counter.total))
+            self.counters[key] = counter
+        for identity, day in new_ids:
+            batch.put(_ID + identity, _DAY.pack(day))
+        self.checkpoint = max(self.checkpoint, next_offset)
+        batch.put(_CHECKPOINT, _OFFSET.pack(self.checkpoint))
+        self._db.write(batch)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,101 @@
+"""The mirror worker: counter changelog -> Cassandra ``usage_by_period``.
+
+Order per batch: read committed changelog records, keep the latest value per counter,
+write them to Cassandra (versioned by offset, see ``storage.usage_mirror``), and only then
+commit the consumer offsets. A crash anywhere replays a suffix, and replayed writes carry
+the same versions, so after any fault Cassandra converges to the changelog's values.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from decimal import Decimal
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from prometheus_client import Gauge
+
+from ops.settings import Settings
+from schemas import counter_changelog_v1 as changelog
+from schemas.counter_changelog_v1 import CounterKey
+from schemas.topics import COUNTER_CHANGELOG
+from storage.cassandra import connect
+from storage.usage_mirror import UsageTable
+
+log = logging.getLogger(__name__)
+
+MIRROR_LAG = Gauge("meterly_mirror_lag_records",
+                   "Changelog records not yet mirrored to Cassandra")
+
+
+class MirrorWorker:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.kafka_bootstrap
+        assert settings.cassandra_hosts
+        self.topic = COUNTER_CHANGELOG.full_name(settings.topic_prefix)
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{settings.topic_prefix}mirror",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        })
+        self.cluster, session = connect(settings.cassandra_hosts)
+        self.table = UsageTable(session, settings.cassandra_keyspace)
+        self._stop = False
+        self._lag_at = 0.0
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.topic])
+        try:
+            while not self._stop:
+                messages = self.consumer.consume(num_messages=5000, timeout=0.1)
+                latest: dict[CounterKey, tuple[int, Decimal, int]] = {}
+                for msg in messages:
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise KafkaException(err)
+                    key, value, offset = msg.key(), msg.value(), msg.offset()
+                    if key is None or key[:1] != changelog.COUNTER or value is None:
+                        continue
+                    if offset is None:
+                        raise RuntimeError("changelog record without offset")
+                    ckey, count, total = changelog.parse_counter(key, value)
+                    latest[ckey] = (count, total, offset)
+                if latest:
+                    self.table.write(latest)
+                if messages:
+                    self.consumer.commit(asynchronous=False)
+                self._report_lag()
+        finally:
+            self.consumer.close()
+            self.cluster.shutdown()
+
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < 5:
+            return
+        self._lag_at = now
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        lag = 0
+        for tp in self.consumer.committed(assigned, timeout=5):
+            _low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=5, cached=False
+            )
+            lag += max(0, high - max(tp.offset, 0))
+        MIRROR_LAG.set(lag)
+
+
+def run_worker(settings: Settings) -> None:
+    worker = MirrorWorker(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _s, _f: worker.stop())
+    worker.run()

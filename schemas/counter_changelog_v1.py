@@ -1,0 +1,59 @@
+"""``counter-changelog.v1`` records: the counting worker's state, committed with its offsets.
+
+The changelog is compacted and co-partitioned with ``usage.v1``: partition p holds the state
+of source partition p, so a worker that takes over p restores p's state from one partition.
+
+Two kinds of record, told apart by the key's first byte:
+
+- ``C`` + JSON ``[tenant, period, meter]`` -> JSON ``{"n": count, "s": "sum"}``: the absolute
+  counter after a transaction (the latest value wins under compaction).
+- ``D`` + 8-byte big-endian source offset of a batch's first record -> the ids first seen in
+  that batch, as 20-byte entries: 16-byte id hash + 4-byte big-endian expiry day.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from decimal import Decimal
+
+import orjson
+
+COUNTER = b"C"
+SEEN = b"D"
+_ENTRY = struct.Struct(">16sI")
+_OFFSET = struct.Struct(">q")
+
+CounterKey = tuple[str, str, str]  # tenant, period, meter
+
+
+def counter_key(key: CounterKey) -> bytes:
+    return COUNTER + orjson.dumps(list(key))
+
+
+def counter_value(count: int, total: Decimal) -> bytes:
+    return orjson.dumps({"n": count, "s": str(total)})
+
+
+def parse_counter_key(key: bytes) -> CounterKey:
+    tenant, period, meter = orjson.loads(key[1:])
+    return str(tenant), str(period), str(meter)
+
+
+def parse_counter(key: bytes, value: bytes) -> tuple[CounterKey, int, Decimal]:
+    doc = orjson.loads(value)
+    return parse_counter_key(key), int(doc["n"]), Decimal(doc["s"])
+
+
+def seen_key(first_source_offset: int) -> bytes:
+    return SEEN + _OFFSET.pack(first_source_offset)
+
+
+def seen_value(entries: list[tuple[bytes, int]]) -> bytes:
+    return b"".join(_ENTRY.pack(h, day) for h, day in entries)
+
+
+def parse_seen(value: bytes) -> Iterator[tuple[bytes, int]]:
+    if len(value) % _ENTRY.size:
+        raise ValueError("seen-ids value is not a whole number of entries")
+    yield from _ENTRY.iter_unpack(value)

@@ -1,0 +1,78 @@
+"""``usage.v1`` records: accepted usage events of one tenant, packed into one Kafka record.
+
+Faust, and any per-record consumer, pays a fixed cost per Kafka record, so the gateway packs
+the accepted events of a request (or of concurrent requests of one tenant) into one record
+keyed by tenant. The value is JSON:
+
+    {"v": 1, "tenant": "t_...", "events": [[id, source, meter, time_ms, quantity, subject]]}
+
+``quantity`` is a decimal string (never a float); ``time_ms`` is the event time in Unix
+milliseconds (UTC); ``subject`` may be null. Headers: ``correlation-id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+VERSION = 1
+
+
+class RecordError(ValueError):
+    """A usage record that does not follow this schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    id: str
+    source: str
+    meter: str
+    time_ms: int
+    quantity: Decimal
+    subject: str | None = None
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self.time_ms / 1000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    tenant: str
+    events: tuple[UsageEvent, ...]
+
+
+def encode(record: UsageRecord) -> bytes:
+    return orjson.dumps({
+        "v": VERSION,
+        "tenant": record.tenant,
+        "events": [
+            [e.id, e.source, e.meter, e.time_ms, str(e.quantity), e.subject]
+            for e in record.events
+        ],
+    })
+
+
+def decode(raw: bytes) -> UsageRecord:
+    try:
+        doc: Any = orjson.loads(raw)
+        if doc.get("v") != VERSION:
+            raise RecordError(f"unsupported usage record version {doc.get('v')!r}")
+        tenant = doc["tenant"]
+        events = tuple(
+            UsageEvent(str(i), str(s), str(m), int(t), Decimal(q),
+                       None if sub is None else str(sub))
+            for i, s, m, t, q, sub in doc["events"]
+        )
+    except RecordError:
+        raise
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidOperation,
+            AttributeError) as exc:
+        raise RecordError(f"malformed usage record: {exc}") from exc
+    if not isinstance(tenant, str) or not tenant:
+        raise RecordError("usage record without tenant")
+    return UsageRecord(tenant, events)

@@ -1,0 +1,61 @@
+"""Cassandra side of the counter mirror: absolute values, versioned by changelog offset.
+
+Counter columns would count a retried increment twice, so the mirror writes absolute values
+``USING TIMESTAMP <changelog offset>``. A key's changelog records all live in one partition,
+so their offsets grow with every change; Cassandra keeps the value with the highest write
+timestamp, which makes a replayed, retried or reordered write harmless: it can never move a
+counter backwards or count twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
+
+from schemas.counter_changelog_v1 import CounterKey
+
+
+@dataclass(frozen=True)
+class MeterUsage:
+    meter: str
+    count: int
+    total: Decimal
+
+
+class UsageTable:
+    def __init__(self, session: Session, keyspace: str) -> None:
+        self._session = session
+        self._write = session.prepare(
+            f"INSERT INTO {keyspace}.usage_by_period "
+            "(tenant_id, period, meter, event_count, quantity_sum, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._read = session.prepare(
+            f"SELECT meter, event_count, quantity_sum FROM {keyspace}.usage_by_period "
+            "WHERE tenant_id = ? AND period = ?"
+        )
+
+    def write(self, values: dict[CounterKey, tuple[int, Decimal, int]]) -> None:
+        """Write ``{(tenant, period, meter): (count, sum, version)}``; raise if any write fails."""
+        now = datetime.now(UTC)
+        args = [
+            (tenant, period, meter, count, total, now, version)
+            for (tenant, period, meter), (count, total, version) in values.items()
+        ]
+        results = execute_concurrent_with_args(
+            self._session, self._write, args, concurrency=64, raise_on_first_error=True
+        )
+        for ok, outcome in results:
+            if not ok:
+                raise RuntimeError(f"mirror write failed: {outcome}")
+
+    def read(self, tenant: str, period: str) -> list[MeterUsage]:
+        rows = self._session.execute(self._read, (tenant, period))
+        usage = [
+            MeterUsage(r.meter, r.event_count or 0, r.quantity_sum or Decimal(0)) for r in rows
+        ]
+        return sorted(usage, key=lambda u: u.meter)

@@ -1,0 +1,149 @@
+"""Exactly-once counting under SIGKILL, rebalances and a broker restart.
+
+Each test writes 200,000 usage events (10 % duplicate identities) packed into records,
+while counting workers are killed with SIGKILL at random moments and restarted. It then
+compares the committed counters in the changelog and in Cassandra with totals computed
+independently from the generated load. The steps named refer to the numbered exactly-once
+argument in ``processors/usage_counter.py``.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ops.settings import Settings
+from ops.topics import ensure_topics
+from processors.usage_counter import GROUP
+from schemas.topics import COUNTER_CHANGELOG, USAGE
+from storage.cassandra import connect
+from storage.usage_mirror import UsageTable
+from tests.infra import Infra
+from tests.usage_load import (
+    LoadProducer,
+    Totals,
+    WorkerProcess,
+    changelog_totals,
+    group_lag,
+    make_load,
+    wait_for,
+    worker_env,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EVENTS = 200_000
+PRODUCE_SECONDS = 25.0
+
+
+@pytest.fixture
+def isolated(settings: Settings) -> Settings:
+    """Fresh topics (and so a fresh consumer group and changelog) for one test."""
+    prefix = f"{settings.topic_prefix}x{secrets.token_hex(3)}."
+    scoped = settings.model_copy(update={"topic_prefix": prefix})
+    assert scoped.kafka_bootstrap
+    ensure_topics(scoped.kafka_bootstrap, prefix, 1)
+    return scoped
+
+
+def _mirror_totals(settings: Settings, keys: Totals) -> Totals:
+    assert settings.cassandra_hosts
+    cluster, session = connect(settings.cassandra_hosts)
+    try:
+        table = UsageTable(session, settings.cassandra_keyspace)
+        found: Totals = {}
+        for tenant, period in {(t, p) for t, p, _m in keys}:
+            for usage in table.read(tenant, period):
+                found[(tenant, period, usage.meter)] = (usage.count, usage.total)
+        return found
+    finally:
+        cluster.shutdown()
+
+
+def _run(settings: Settings, tmp_path: Path, workers: int, kill_worker: int, kills: int,
+         infra: Infra | None = None) -> None:
+    assert settings.kafka_bootstrap
+    load = make_load(EVENTS, duplicate_share=0.10, seed=random.randrange(1 << 30))
+    counters = [
+        WorkerProcess("counter", worker_env(settings, tmp_path / f"w{i}", str(i)),
+                      tmp_path / f"counter-{i}.log")
+        for i in range(1, workers + 1)
+    ]
+    mirror = WorkerProcess("mirror", worker_env(settings, tmp_path / "m", "m"),
+                           tmp_path / "mirror.log")
+    for w in [*counters, mirror]:
+        w.start()
+    producer = LoadProducer(settings.kafka_bootstrap, USAGE.full_name(settings.topic_prefix),
+                            load.records, PRODUCE_SECONDS)
+    rng = random.Random()
+    try:
+        producer.start()
+        victim = counters[kill_worker]
+        # Kills at random moments while records flow (steps 1-5); every second kill hits a
+        # worker that was restarted moments ago and is still restoring (step 6).
+        for n in range(kills):
+            time.sleep(rng.uniform(1.0, PRODUCE_SECONDS / (kills + 1)))
+            victim.kill()
+            time.sleep(rng.uniform(0.2, 1.5))
+            victim.start()
+            if n % 2 == 1:
+                time.sleep(rng.uniform(0.3, 1.5))
+                victim.kill()
+                victim.start()
+        if infra is not None:
+            time.sleep(1.0)
+            infra.restart("kafka")
+        mirror.kill()
+        mirror.start()
+        producer.join(timeout=600)
+        assert producer.error is None, producer.error
+        assert not producer.is_alive()
+
+        group = f"{settings.topic_prefix}{GROUP}"
+        wait_for(lambda: group_lag(settings.kafka_bootstrap or "", group,
+                                   USAGE.full_name(settings.topic_prefix)) == 0,
+                 240, "the counters to consume every record")
+        for w in counters:
+            assert w.alive(), w.log.read_text()[-3000:]
+        counted = changelog_totals(settings.kafka_bootstrap,
+                                   COUNTER_CHANGELOG.full_name(settings.topic_prefix))
+        assert sum(c for c, _ in counted.values()) == load.unique
+        assert counted == load.expected
+
+        wait_for(lambda: _mirror_totals(settings, load.expected) == load.expected, 120,
+                 "the Cassandra mirror to equal the changelog")
+        assert victim.kills >= kills
+    finally:
+        for w in [*counters, mirror]:
+            w.stop()
+
+
+def test_one_worker_killed_repeatedly_counts_exactly(isolated: Settings, tmp_path: Path) -> None:
+    _run(isolated, tmp_path, workers=1, kill_worker=0, kills=4)
+
+
+def test_two_workers_one_killed_repeatedly_count_exactly(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    # Each kill and restart moves partitions between the two workers (step 6 under a
+    # rebalance; KIP-447 fencing of the worker that lost a partition in step 3).
+    _run(isolated, tmp_path, workers=2, kill_worker=1, kills=4)
+
+
+def test_broker_restart_during_a_run_counts_exactly(
+    isolated: Settings, tmp_path: Path, infra: Infra
+) -> None:
+    if infra.kind == "external":
+        pytest.skip("the suite does not restart external clusters")
+    _run(isolated, tmp_path, workers=1, kill_worker=0, kills=1, infra=infra)
+
+
+def test_totals_hold_exact_decimals() -> None:
+    load = make_load(1000, 0.1, seed=3)
+    assert all(isinstance(total, Decimal) for _c, total in load.expected.values())
+    assert sum(c for c, _ in load.expected.values()) == load.unique < load.sent

@@ -1,0 +1,187 @@
+"""Test load for the counting path: packed usage records with known duplicates and totals."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from ops.settings import Settings
+from processors.periods import period_of_ms
+from schemas import counter_changelog_v1 as changelog
+from schemas import usage_v1
+from schemas.counter_changelog_v1 import CounterKey
+from schemas.usage_v1 import UsageEvent, UsageRecord
+
+Totals = dict[CounterKey, tuple[int, Decimal]]
+
+
+@dataclass
+class Load:
+    records: list[UsageRecord]
+    expected: Totals
+    unique: int
+    sent: int
+
+
+def make_load(events: int, duplicate_share: float, tenants: int = 20, meters: int = 3,
+              per_record: int = 50, seed: int = 7) -> Load:
+    """``events`` deliveries, of which ``duplicate_share`` repeat an earlier identity.
+
+    Duplicates land in later records, in the same record, and (the identity is per tenant
+    and source) never across tenants. Quantities have three decimals to catch float use.
+    """
+    rng = random.Random(seed)
+    now_ms = int(time.time() * 1000)
+    seen: dict[str, list[UsageEvent]] = defaultdict(list)
+    expected: dict[CounterKey, list[int | Decimal]] = {}
+    by_tenant: dict[str, list[UsageEvent]] = defaultdict(list)
+    unique = 0
+    for n in range(events):
+        tenant = f"tenant-{rng.randrange(tenants)}"
+        if seen[tenant] and rng.random() < duplicate_share:
+            by_tenant[tenant].append(rng.choice(seen[tenant]))
+            continue
+        event = UsageEvent(
+            id=f"evt-{n}", source=f"svc-{rng.randrange(3)}", meter=f"meter-{rng.randrange(meters)}",
+            time_ms=now_ms - rng.randrange(60_000),
+            quantity=Decimal(rng.randrange(1, 100_000)) / 1000,
+        )
+        seen[tenant].append(event)
+        by_tenant[tenant].append(event)
+        unique += 1
+        key = (tenant, period_of_ms(event.time_ms), event.meter)
+        slot = expected.setdefault(key, [0, Decimal(0)])
+        slot[0] = int(slot[0]) + 1
+        slot[1] = Decimal(slot[1]) + event.quantity
+    records = []
+    for tenant, tenant_events in by_tenant.items():
+        for i in range(0, len(tenant_events), per_record):
+            records.append(UsageRecord(tenant, tuple(tenant_events[i:i + per_record])))
+    rng.shuffle(records)  # interleave tenants; per-tenant order does not matter for counts
+    totals = {k: (int(v[0]), Decimal(v[1])) for k, v in expected.items()}
+    return Load(records, totals, unique, events)
+
+
+class LoadProducer(threading.Thread):
+    """Writes the load's records to the usage topic over ``seconds``, keyed by tenant."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list[UsageRecord], seconds: float):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.records, self.seconds = bootstrap, topic, records, seconds
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+                                 "acks": "all", "linger.ms": 5,
+                                 "message.timeout.ms": 300_000})
+            begun = time.monotonic()
+            for i, record in enumerate(self.records):
+                producer.produce(self.topic, usage_v1.encode(record), key=record.tenant.encode())
+                producer.poll(0)
+                ahead = begun + self.seconds * (i + 1) / len(self.records) - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            if producer.flush(300) != 0:
+                raise RuntimeError("records left unsent")
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test thread
+            self.error = exc
+
+
+@dataclass
+class WorkerProcess:
+    """``meterly worker NAME`` as a real process that tests can SIGKILL and restart."""
+
+    name: str
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    kills: int = 0
+    _logs: list[object] = field(default_factory=list)
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self._logs.append(out)
+        self.proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", self.name],
+                                     env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.kills += 1
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for out in self._logs:
+            out.close()  # type: ignore[attr-defined]
+
+
+def worker_env(settings: Settings, home: Path, worker_id: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "METERLY_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
+        "METERLY_CASSANDRA_HOSTS": settings.cassandra_hosts or "",
+        "METERLY_CASSANDRA_KEYSPACE": settings.cassandra_keyspace,
+        "METERLY_TOPIC_PREFIX": settings.topic_prefix,
+        "METERLY_HOME": str(home),
+        "METERLY_WORKER_ID": worker_id,
+    }
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        tps = [TopicPartition(topic, p) for p in meta.partitions]
+        committed = consumer.committed(tps, timeout=30)
+        lag = 0
+        for tp in committed:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition),
+                                                         timeout=10, cached=False)
+            lag += max(0, high - max(tp.offset, 0))
+        return lag
+    finally:
+        consumer.close()
+
+
+def wait_for(condition: object, timeout: float, what: str, step: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def changelog_totals(bootstrap: str, topic: str) -> Totals:
+    """The latest committed counter values in the changelog, read from the beginning."""
+    from tests.kafka_helpers import read_all_records
+
+    totals: Totals = {}
+    for key, value in read_all_records(bootstrap, topic):
+        if key[:1] == changelog.COUNTER and value is not None:
+            ckey, count, total = changelog.parse_counter(key, value)
+            totals[ckey] = (count, total)
+    return totals
