@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import html
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import problems
+from gateway.admin_view import AdminView
 from gateway.health import Dependencies
+from gateway.kafka_io import AsyncProducer
+from gateway.rate_limit import RateLimiter
+from gateway.routes import admin, ingest, usage
+from gateway.runtime import Runtime
+from gateway.usage_sink import UsageSink
+from ops.admin_token import read_admin_token
 from ops.settings import Settings, get_settings
+from schemas.topics import ADMIN, USAGE
+from storage.cassandra import connect
+from storage.usage_mirror import UsageTable
 
 _HOME = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Meterly</title>
@@ -27,14 +41,49 @@ _HOME = """<!doctype html>
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    if not settings.kafka_bootstrap or not settings.cassandra_hosts:
+    kafka_bootstrap, cassandra_hosts = settings.kafka_bootstrap, settings.cassandra_hosts
+    if not kafka_bootstrap or not cassandra_hosts:
         raise RuntimeError(
             "the gateway needs METERLY_KAFKA_BOOTSTRAP and METERLY_CASSANDRA_HOSTS; "
             "`meterly run` sets them after provisioning"
         )
-    kafka_bootstrap, cassandra_hosts = settings.kafka_bootstrap, settings.cassandra_hosts
+    admin_token = read_admin_token(settings)
     deps = Dependencies(kafka_bootstrap, cassandra_hosts)
-    app = FastAPI(title="Meterly", version="0.1.0")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        producer = AsyncProducer(kafka_bootstrap)
+        view = AdminView(kafka_bootstrap, ADMIN.full_name(settings.topic_prefix), producer)
+        view.start()
+        cluster, session = connect(cassandra_hosts)
+        processes = int(os.environ.get("METERLY_GATEWAY_PROCESSES", "1"))
+        app.state.runtime = Runtime(
+            settings=settings, admin_token=admin_token, producer=producer, admin=view,
+            sink=UsageSink(producer, USAGE.full_name(settings.topic_prefix)),
+            usage=UsageTable(session, settings.cassandra_keyspace),
+            limiter=RateLimiter(processes),
+        )
+        try:
+            yield
+        finally:
+            view.stop()
+            producer.close()
+            cluster.shutdown()
+
+    app = FastAPI(title="Meterly", version="0.1.0", lifespan=lifespan,
+                  description="Exactly-once usage metering and billing.")
+    problems.install(app)
+    app.include_router(ingest.router)
+    app.include_router(usage.router)
+    app.include_router(admin.router)
+
+    @app.middleware("http")
+    async def rate_limit_headers(request: Request,
+                                 call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in getattr(request.state, "rate_headers", {}).items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -42,9 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        problems = await deps.problems()
-        body = {"status": "ready" if not problems else "not ready", "problems": problems}
-        return JSONResponse(body, status_code=200 if not problems else 503)
+        problems_found = await deps.problems()
+        body = {"status": "ready" if not problems_found else "not ready",
+                "problems": problems_found}
+        return JSONResponse(body, status_code=200 if not problems_found else 503)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:
@@ -52,12 +102,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home() -> str:
-        problems = await deps.problems()
-        items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+        found = await deps.problems()
+        items = "".join(f"<li>{html.escape(p)}</li>" for p in found)
         items = items or "<li>Kafka and Cassandra answer</li>"
         return _HOME.format(
-            cls="ok" if not problems else "bad",
-            status="ready" if not problems else "not ready",
+            cls="ok" if not found else "bad",
+            status="ready" if not found else "not ready",
             items=items,
             kafka=html.escape(kafka_bootstrap),
             cassandra=html.escape(cassandra_hosts),

@@ -104,11 +104,17 @@ def supervised_processes(settings: Settings, infra: Infra) -> list[object]:
         "METERLY_CASSANDRA_HOSTS": infra.cassandra_hosts,
         "METERLY_HOME": str(settings.home),
     }
+    counters = int(os.environ.get("METERLY_COUNTER_WORKERS", "1"))
     specs = [ProcessSpec("gateway", [sys.executable, "-m", "ops.cli", "gateway"], env)]
-    specs += [
-        ProcessSpec(f"worker:{name}", [sys.executable, "-m", "ops.cli", "worker", name], env)
-        for name in WORKERS
-    ]
+    for name in WORKERS:
+        # Counting workers get stable ids: each id is a transactional id and a static
+        # group member, so a restarted worker fences its predecessor at once.
+        ids = [str(i) for i in range(1, counters + 1)] if name == "counter" else ["1"]
+        specs += [
+            ProcessSpec(f"worker:{name}:{i}", [sys.executable, "-m", "ops.cli", "worker", name],
+                        {**env, "METERLY_WORKER_ID": i})
+            for i in ids
+        ]
     return list(specs)
 
 
@@ -121,6 +127,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         get_settings.cache_clear()
     settings = get_settings()
     logs.configure("supervisor")
+    from ops.admin_token import ensure_admin_token, token_file
+
+    token, generated = ensure_admin_token(settings)
+    if generated:
+        _say(f"operator token (shown once, kept in {token_file(settings)}): {token}")
     infra = resolve_infra(settings)
     try:
         prepare(settings, infra.kafka_bootstrap, infra.cassandra_hosts)

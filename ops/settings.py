@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     #: Prepended to every topic name, so several deployments (or test runs) share a cluster.
     topic_prefix: str = "meterly."
     kafka_replication_factor: int = Field(default=1, ge=1)
+    #: The operator's bearer token. Unset: ``meterly run`` generates one in <home>/admin-token.
+    admin_token: str | None = Field(default=None, min_length=16)
+    #: Default token-bucket refill per second for each API key; a tenant may override it.
+    rate_limit_per_second: int = Field(default=1000, ge=1)
+    #: How long after a period ends it still takes usage (and closes), in seconds.
+    grace_seconds: int = Field(default=3600, ge=0)
     port: int = Field(default=3000, ge=1, le=65535)
     host: str = "127.0.0.1"
 

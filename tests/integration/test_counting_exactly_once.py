@@ -65,8 +65,15 @@ def _mirror_totals(settings: Settings, keys: Totals) -> Totals:
         cluster.shutdown()
 
 
-def _run(settings: Settings, tmp_path: Path, workers: int, kill_worker: int, kills: int,
-         infra: Infra | None = None) -> None:
+def _run(settings: Settings, tmp_path: Path, workers: int, downtimes: list[float],
+         infra: Infra | None = None, late_start: float = 0.0,
+         produce_seconds: float = PRODUCE_SECONDS) -> None:
+    """Count a load while the last worker is SIGKILLed once per entry of ``downtimes``.
+
+    A short downtime lets a static member take its partitions straight back; one longer than
+    the session timeout (10 s) moves its partitions to the other worker and back again.
+    ``late_start`` starts the last worker that many seconds into the load (a worker added).
+    """
     assert settings.kafka_bootstrap
     load = make_load(EVENTS, duplicate_share=0.10, seed=random.randrange(1 << 30))
     counters = [
@@ -76,20 +83,24 @@ def _run(settings: Settings, tmp_path: Path, workers: int, kill_worker: int, kil
     ]
     mirror = WorkerProcess("mirror", worker_env(settings, tmp_path / "m", "m"),
                            tmp_path / "mirror.log")
+    victim = counters[-1]
     for w in [*counters, mirror]:
-        w.start()
+        if w is not victim or not late_start:
+            w.start()
     producer = LoadProducer(settings.kafka_bootstrap, USAGE.full_name(settings.topic_prefix),
-                            load.records, PRODUCE_SECONDS)
+                            load.records, produce_seconds)
     rng = random.Random()
     try:
         producer.start()
-        victim = counters[kill_worker]
-        # Kills at random moments while records flow (steps 1-5); every second kill hits a
-        # worker that was restarted moments ago and is still restoring (step 6).
-        for n in range(kills):
-            time.sleep(rng.uniform(1.0, PRODUCE_SECONDS / (kills + 1)))
+        if late_start:
+            time.sleep(late_start)
+            victim.start()
+        # Kills at random moments while records flow (steps 1-5); after every second kill
+        # the restarted worker is killed again while it is still restoring (step 6).
+        for n, downtime in enumerate(downtimes):
+            time.sleep(rng.uniform(1.0, 4.0))
             victim.kill()
-            time.sleep(rng.uniform(0.2, 1.5))
+            time.sleep(downtime)
             victim.start()
             if n % 2 == 1:
                 time.sleep(rng.uniform(0.3, 1.5))
@@ -117,22 +128,24 @@ def _run(settings: Settings, tmp_path: Path, workers: int, kill_worker: int, kil
 
         wait_for(lambda: _mirror_totals(settings, load.expected) == load.expected, 120,
                  "the Cassandra mirror to equal the changelog")
-        assert victim.kills >= kills
+        assert victim.kills >= len(downtimes)
     finally:
         for w in [*counters, mirror]:
             w.stop()
 
 
 def test_one_worker_killed_repeatedly_counts_exactly(isolated: Settings, tmp_path: Path) -> None:
-    _run(isolated, tmp_path, workers=1, kill_worker=0, kills=4)
+    _run(isolated, tmp_path, workers=1, downtimes=[0.5, 1.0, 0.2, 3.0])
 
 
 def test_two_workers_one_killed_repeatedly_count_exactly(
     isolated: Settings, tmp_path: Path
 ) -> None:
-    # Each kill and restart moves partitions between the two workers (step 6 under a
-    # rebalance; KIP-447 fencing of the worker that lost a partition in step 3).
-    _run(isolated, tmp_path, workers=2, kill_worker=1, kills=4)
+    # The second worker joins mid-stream, then is killed four times; the long downtimes
+    # move its partitions to the first worker and back (step 6 under a rebalance; KIP-447
+    # fencing of a worker that lost a partition, step 3).
+    _run(isolated, tmp_path, workers=2, downtimes=[12.0, 0.5, 12.0, 0.5], late_start=4.0,
+         produce_seconds=50.0)
 
 
 def test_broker_restart_during_a_run_counts_exactly(
@@ -140,7 +153,7 @@ def test_broker_restart_during_a_run_counts_exactly(
 ) -> None:
     if infra.kind == "external":
         pytest.skip("the suite does not restart external clusters")
-    _run(isolated, tmp_path, workers=1, kill_worker=0, kills=1, infra=infra)
+    _run(isolated, tmp_path, workers=1, downtimes=[1.0], infra=infra)
 
 
 def test_totals_hold_exact_decimals() -> None:

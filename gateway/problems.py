@@ -1,0 +1,62 @@
+"""RFC 9457 problem details: every error the gateway returns is ``application/problem+json``.
+
+``type`` is a stable URI per kind of problem (documented in docs/errors.md), so clients can
+branch on it; ``title`` is short and fixed per type; ``detail`` explains this occurrence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "https://meterly.dev/problems/"
+
+
+class ProblemError(Exception):
+    def __init__(self, status: int, kind: str, title: str, detail: str,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.title, self.detail = status, kind, title, detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(status: int, kind: str, title: str, detail: str,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": TYPE_BASE + kind, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+_HTTP_KINDS = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc.status, exc.kind, exc.title, exc.detail, exc.headers,
+                                **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
+            for e in exc.errors()
+        ]
+        return problem_response(422, "invalid-request", "Invalid request",
+                                "the request does not match the API schema", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind, title = _HTTP_KINDS.get(exc.status_code, ("http-error", "HTTP error"))
+        return problem_response(exc.status_code, kind, title, str(exc.detail),
+                                dict(exc.headers or {}))

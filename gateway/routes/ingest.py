@@ -1,0 +1,181 @@
+"""Usage in: CloudEvents batches (``POST /v1/events``) and metered resources.
+
+An event is ``accepted`` only after Kafka acknowledged the record holding it. ``duplicate``
+means this process already accepted that identity (or it repeats earlier in the same
+request); a duplicate that reaches Kafka anyway is still counted once by the counting
+worker, which deduplicates every identity for at least 35 days.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.kafka_io import DeliveryFailed
+from gateway.problems import ProblemError
+from gateway.runtime import CurrentTenant, IdempotentResponse, RuntimeDep, body_hash
+from processors.counting import identity_hash
+from processors.periods import rejection_for_time
+from schemas.api_v1 import IngestResult, Receipt, ResourceResponse
+from schemas.cloudevents import METER_PATTERN, EventRejected, to_usage_event
+from schemas.usage_v1 import UsageEvent
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+MAX_BODY = 1 << 20
+MAX_EVENTS = 1000
+BATCH_TYPES = ("application/json", "application/cloudevents-batch+json")
+SINGLE_TYPE = "application/cloudevents+json"
+
+
+def correlation_id(request: Request) -> str:
+    return request.headers.get("x-correlation-id") or uuid.uuid4().hex
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise ProblemError(413, "payload-too-large", "Payload too large",
+                           f"the body is {declared} bytes; the limit is {MAX_BODY}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ProblemError(413, "payload-too-large", "Payload too large",
+                               f"the body exceeds the limit of {MAX_BODY} bytes")
+    return body
+
+
+def _parse_events(content_type: str, body: bytes) -> list[Any]:
+    media = content_type.split(";")[0].strip().lower()
+    if media not in (*BATCH_TYPES, SINGLE_TYPE):
+        raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
+                           f"send {', '.join((*BATCH_TYPES, SINGLE_TYPE))}")
+    try:
+        # Decimal keeps quantities exact: 0.1 stays 0.1, never 0.1000000000000000055.
+        doc = json.loads(body, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(400, "malformed-json", "Malformed JSON", str(exc)) from None
+    if media == SINGLE_TYPE:
+        return [doc]
+    if not isinstance(doc, list):
+        raise ProblemError(422, "invalid-batch", "Invalid batch",
+                           "the body must be a JSON array of CloudEvents")
+    if not doc:
+        raise ProblemError(422, "invalid-batch", "Invalid batch", "the batch holds no events")
+    if len(doc) > MAX_EVENTS:
+        raise ProblemError(413, "too-many-events", "Too many events",
+                           f"the batch holds {len(doc)} events; the limit is {MAX_EVENTS}")
+    return doc
+
+
+@router.post("/events", response_model=IngestResult,
+             responses={200: {"description": "one receipt per event, in order"}})
+async def ingest_events(request: Request, tenant: CurrentTenant,
+                        runtime: RuntimeDep) -> Response:
+    """Report usage as CloudEvents 1.0 (structured JSON): an array, or one event."""
+    body = await _read_body(request)
+    idem = request.headers.get("idempotency-key")
+    idem_slot = (tenant.id, idem) if idem else None
+    digest = body_hash(body)
+    if idem_slot is not None:
+        if idem_slot in runtime.idempotency:
+            seen = runtime.idempotency.get(idem_slot)
+            if seen is None:
+                raise ProblemError(409, "idempotency-in-progress", "Request in progress",
+                                   "a request with this Idempotency-Key is still running")
+            if seen.body_hash != digest:
+                raise ProblemError(422, "idempotency-key-reused", "Idempotency-Key reused",
+                                   "this Idempotency-Key was used with a different body")
+            return Response(seen.body, seen.status, media_type="application/json",
+                            headers={"Idempotent-Replayed": "true"})
+        runtime.idempotency.put(idem_slot, None)
+    try:
+        raw_events = _parse_events(request.headers.get("content-type", ""), body)
+        result = await _ingest(runtime, tenant.id, raw_events, correlation_id(request))
+    except BaseException:
+        if idem_slot is not None:
+            runtime.idempotency.pop(idem_slot)
+        raise
+    payload = result.model_dump_json().encode()
+    if idem_slot is not None:
+        runtime.idempotency.put(idem_slot, IdempotentResponse(digest, 200, payload))
+    return Response(payload, 200, media_type="application/json")
+
+
+async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
+                  cid: str) -> IngestResult:
+    now = datetime.now(UTC)
+    grace = timedelta(seconds=runtime.settings.grace_seconds)
+    receipts: list[Receipt] = []
+    accepted: list[tuple[int, UsageEvent, bytes]] = []
+    in_request: set[bytes] = set()
+    for raw in raw_events:
+        event_id = raw.get("id") if isinstance(raw, dict) else None
+        event_id = event_id if isinstance(event_id, str) else None
+        try:
+            event = to_usage_event(raw, now)
+            why = rejection_for_time(event.time, now, grace)
+            if why:
+                raise EventRejected(why)
+        except EventRejected as exc:
+            receipts.append(Receipt(id=event_id, status="rejected", reason=str(exc)))
+            continue
+        identity = identity_hash(tenant_id, event.source, event.id)
+        if identity in in_request or identity in runtime.recent_ids:
+            receipts.append(Receipt(id=event.id, status="duplicate"))
+            continue
+        in_request.add(identity)
+        accepted.append((len(receipts), event, identity))
+        receipts.append(Receipt(id=event.id, status="accepted"))
+    if accepted:
+        try:
+            await runtime.sink.accept(tenant_id, [e for _, e, _ in accepted], cid)
+        except DeliveryFailed as exc:
+            raise ProblemError(503, "ingest-unavailable", "Ingest unavailable",
+                               f"Kafka did not acknowledge the events ({exc}); nothing from "
+                               "this request was accepted, retry it",
+                               headers={"Retry-After": "1"}) from None
+        for _, _, identity in accepted:
+            runtime.recent_ids.put(identity, True)
+    counts = {s: sum(r.status == s for r in receipts) for s in ("accepted", "duplicate",
+                                                                  "rejected")}
+    return IngestResult(accepted=counts["accepted"], duplicates=counts["duplicate"],
+                        rejected=counts["rejected"], receipts=receipts)
+
+
+async def _metered(request: Request, name: str, tenant_id: str,
+                   runtime: RuntimeDep) -> JSONResponse:
+    if not METER_PATTERN.match(name):
+        raise ProblemError(422, "invalid-meter", "Invalid meter name",
+                           "a resource name may hold letters, digits, '.', '_', ':' and '-'")
+    event = UsageEvent(id=uuid.uuid4().hex, source="meterly/gateway", meter=name,
+                       time_ms=int(datetime.now(UTC).timestamp() * 1000), quantity=Decimal(1))
+    try:
+        await runtime.sink.accept(tenant_id, [event], correlation_id(request))
+    except DeliveryFailed as exc:
+        raise ProblemError(503, "ingest-unavailable", "Ingest unavailable",
+                           f"Kafka did not acknowledge the usage event ({exc}); retry",
+                           headers={"Retry-After": "1"}) from None
+    body = ResourceResponse(resource=name, event_id=event.id)
+    return JSONResponse(body.model_dump())
+
+
+@router.get("/resources/{name}", response_model=ResourceResponse)
+async def get_resource(name: str, request: Request, tenant: CurrentTenant,
+                       runtime: RuntimeDep) -> JSONResponse:
+    """A metered resource: answers, and records one usage event for meter ``name``."""
+    return await _metered(request, name, tenant.id, runtime)
+
+
+@router.post("/resources/{name}", response_model=ResourceResponse)
+async def post_resource(name: str, request: Request, tenant: CurrentTenant,
+                        runtime: RuntimeDep) -> JSONResponse:
+    """Same as GET: one usage event for meter ``name``."""
+    return await _metered(request, name, tenant.id, runtime)

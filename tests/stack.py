@@ -1,0 +1,126 @@
+"""A running Meterly for end-to-end tests: gateway processes and workers as real processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ops.settings import Settings
+from ops.topics import ensure_topics
+from tests.usage_load import WorkerProcess, worker_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Gateway:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    admin_token: str
+    gateways: list[Gateway]
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def client(self, index: int = 0, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        return httpx.Client(base_url=self.gateways[index].url, headers=headers, timeout=30)
+
+    def new_tenant(self, name: str = "Acme", **extra: Any) -> tuple[str, str]:
+        """Create a tenant and a key through the operator API; return (tenant id, raw key)."""
+        with self.client() as admin:
+            made = admin.post("/v1/admin/tenants", json={
+                "name": name, "billing_email": "billing@example.com", "currency": "EUR",
+                **extra})
+            assert made.status_code == 201, made.text
+            tenant_id = made.json()["id"]
+            key = admin.post(f"/v1/admin/tenants/{tenant_id}/keys", json={"name": "default"})
+            assert key.status_code == 201, key.text
+            return tenant_id, key.json()["key"]
+
+    def stop(self) -> None:
+        for gw in self.gateways:
+            gw.proc.terminate()
+        for gw in self.gateways:
+            try:
+                gw.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                gw.proc.kill()
+        for w in self.workers:
+            w.stop()
+
+
+def start_stack(settings: Settings, tmp: Path, gateways: int = 2,
+                extra_env: dict[str, str] | None = None) -> Stack:
+    prefix = f"{settings.topic_prefix}s{secrets.token_hex(3)}."
+    scoped = settings.model_copy(update={"topic_prefix": prefix})
+    assert scoped.kafka_bootstrap
+    ensure_topics(scoped.kafka_bootstrap, prefix, 1)
+    token = "mop_test_" + secrets.token_hex(16)
+    env = {**worker_env(scoped, tmp / "home", "1"), "METERLY_ADMIN_TOKEN": token,
+           **(extra_env or {})}
+    stack = Stack(scoped, token, [])
+    for name in ("counter", "mirror"):
+        worker = WorkerProcess(name, env, tmp / f"{name}.log")
+        worker.start()
+        stack.workers.append(worker)
+    for i in range(gateways):
+        port = free_port()
+        log = tmp / f"gateway-{i}.log"
+        proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "gateway"],
+                                env={**env, "METERLY_PORT": str(port)},
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        stack.gateways.append(Gateway(port, proc, log))
+    deadline = time.monotonic() + 60
+    for gw in stack.gateways:
+        while True:
+            try:
+                if httpx.get(f"{gw.url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if gw.proc.poll() is not None or time.monotonic() > deadline:
+                stack.stop()
+                raise RuntimeError(f"gateway did not start:\n{gw.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+    return stack
+
+
+def wait_for_usage(stack: Stack, key: str, expected: dict[str, tuple[int, str]],
+                   timeout: float = 30.0) -> dict[str, tuple[int, str]]:
+    """Poll the usage API until it shows ``expected`` ({meter: (count, sum)})."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, tuple[int, str]] = {}
+    with stack.client(token=key) as client:
+        while time.monotonic() < deadline:
+            body = client.get("/v1/usage").json()
+            seen = {m["meter"]: (m["count"], m["sum"]) for m in body["meters"]}
+            if seen == expected:
+                return seen
+            time.sleep(0.3)
+    raise AssertionError(f"usage never became {expected}; last seen {seen}")
+
+
+def env_without_meterly() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("METERLY_")}

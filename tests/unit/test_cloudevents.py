@@ -1,0 +1,67 @@
+"""CloudEvents validation: what is accepted, and the reasons for what is not."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from schemas.cloudevents import EventRejected, to_usage_event
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _event(**overrides: Any) -> dict[str, Any]:
+    event = {"specversion": "1.0", "id": "e1", "source": "svc", "type": "api.calls",
+             "time": "2026-11-26T11:59:00Z", "data": {"quantity": 2}}
+    event.update(overrides)
+    return {k: v for k, v in event.items() if v is not ...}
+
+
+def test_a_valid_event_becomes_a_usage_event() -> None:
+    usage = to_usage_event(_event(subject="user-1"), NOW)
+    assert (usage.id, usage.source, usage.meter, usage.subject) == ("e1", "svc", "api.calls",
+                                                                     "user-1")
+    assert usage.quantity == Decimal(2)
+    assert usage.time_ms == int(datetime(2026, 11, 26, 11, 59, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_quantity_defaults_to_one_and_keeps_exact_decimals() -> None:
+    assert to_usage_event(_event(data=...), NOW).quantity == 1
+    parsed = json.loads('{"quantity": 0.1}', parse_float=Decimal)
+    assert to_usage_event(_event(data=parsed), NOW).quantity == Decimal("0.1")
+    assert to_usage_event(_event(data={"quantity": "12.500"}), NOW).quantity == Decimal("12.500")
+
+
+def test_missing_time_means_received_now() -> None:
+    assert to_usage_event(_event(time=...), NOW).time == NOW
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"specversion": "0.3"}, "specversion"),
+    ({"id": ""}, "id is required"),
+    ({"id": ...}, "id is required"),
+    ({"source": 5}, "source is required"),
+    ({"type": "bad meter!"}, "type (the meter)"),
+    ({"time": "yesterday"}, "not RFC 3339"),
+    ({"time": "2026-11-26T11:00:00"}, "UTC offset"),
+    ({"data": {"quantity": -1}}, ">= 0"),
+    ({"data": {"quantity": "NaN"}}, "finite"),
+    ({"data": {"quantity": True}}, "number or a decimal string"),
+    ({"data": {"quantity": "1e20"}}, "below 10^15"),
+    ({"data": {"quantity": "0.0000000001"}}, "decimal places"),
+    ({"data": [1]}, "JSON object"),
+    ({"datacontenttype": "text/plain"}, "datacontenttype"),
+])
+def test_invalid_events_are_rejected_with_a_reason(overrides: dict[str, Any], reason: str) -> None:
+    with pytest.raises(EventRejected, match=re.escape(reason)):
+        to_usage_event(_event(**overrides), NOW)
+
+
+def test_non_objects_are_rejected() -> None:
+    with pytest.raises(EventRejected, match="JSON object"):
+        to_usage_event([1, 2], NOW)
