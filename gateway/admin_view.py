@@ -30,7 +30,7 @@ def parse_time(text: str) -> datetime:
 
 
 class AdminView:
-    def __init__(self, bootstrap: str, topic: str, producer: AsyncProducer) -> None:
+    def __init__(self, bootstrap: str, topic: str, producer: AsyncProducer | None) -> None:
         self.topic = topic
         self._producer = producer
         self._lock = threading.Lock()
@@ -95,6 +95,8 @@ class AdminView:
                 self._by_hash[entity.hash] = entity
 
     async def publish(self, entity: Tenant | ApiKey) -> None:
+        if self._producer is None:
+            raise RuntimeError("this admin view is read-only")
         await self._producer.send(self.topic, admin_v1.encode(entity), key=entity.record_key)
         self.apply(entity)
 

@@ -19,8 +19,15 @@ def _mirror(settings: Settings) -> None:
     run_worker(settings)
 
 
+def _ingest_validator(settings: Settings) -> None:
+    from processors.ingest_validator import run_worker
+
+    run_worker(settings)
+
+
 #: Worker name -> function that runs the worker until it is stopped (SIGTERM).
 WORKERS: dict[str, Callable[[Settings], None]] = {
     "counter": _counter,
     "mirror": _mirror,
+    "ingest-validator": _ingest_validator,
 }

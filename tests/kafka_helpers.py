@@ -31,6 +31,14 @@ def read_all(bootstrap: str, topic: str, isolation: str = "read_committed",
 def read_all_records(bootstrap: str, topic: str, isolation: str = "read_committed",
                      timeout: float = 60.0) -> list[tuple[bytes, bytes]]:
     """Every visible (key, value) of ``topic``, partition by partition in offset order."""
+    return [(k, v) for k, v, _h in read_all_records_with_headers(bootstrap, topic, isolation,
+                                                                  timeout)]
+
+
+def read_all_records_with_headers(
+    bootstrap: str, topic: str, isolation: str = "read_committed", timeout: float = 60.0
+) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """Every visible (key, value, headers) of ``topic`` in offset order per partition."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"probe-{secrets.token_hex(4)}",
@@ -46,7 +54,7 @@ def read_all_records(bootstrap: str, topic: str, isolation: str = "read_committe
         for tp in partitions:
             _low, high = consumer.get_watermark_offsets(tp, timeout=10)
             ends[tp.partition] = high
-        values: list[tuple[bytes, bytes]] = []
+        values: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
         done = {p for p, end in ends.items() if end == 0}
         deadline = time.monotonic() + timeout
         while len(done) < len(ends):
@@ -65,7 +73,7 @@ def read_all_records(bootstrap: str, topic: str, isolation: str = "read_committe
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise RuntimeError(err)
-            values.append((msg.key(), msg.value()))
+            values.append((msg.key(), msg.value(), msg.headers() or []))
             if msg.offset() + 1 >= ends[msg.partition()]:
                 done.add(msg.partition())
         return values

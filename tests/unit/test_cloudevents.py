@@ -65,3 +65,21 @@ def test_invalid_events_are_rejected_with_a_reason(overrides: dict[str, Any], re
 def test_non_objects_are_rejected() -> None:
     with pytest.raises(EventRejected, match="JSON object"):
         to_usage_event([1, 2], NOW)
+
+
+def test_kafka_binding_structured_and_binary_modes() -> None:
+    from schemas.cloudevents_kafka import record_to_event
+
+    structured = record_to_event(b'{"specversion": "1.0", "id": "x", "data": {"quantity": 0.1}}',
+                                 [("content-type", b"application/cloudevents+json")])
+    assert structured["data"]["quantity"] == Decimal("0.1")
+    binary = record_to_event(b'{"quantity": 2}', [("ce_specversion", b"1.0"),
+                                                  ("ce_id", b"y"), ("ce_type", b"m"),
+                                                  ("content-type", b"application/json")])
+    assert binary == {"specversion": "1.0", "id": "y", "type": "m", "data": {"quantity": 2}}
+    with pytest.raises(EventRejected, match="neither structured mode"):
+        record_to_event(b"{}", [])
+    with pytest.raises(EventRejected, match="not valid JSON"):
+        record_to_event(b"{", [("content-type", b"application/cloudevents+json")])
+    with pytest.raises(EventRejected, match="must be application/json"):
+        record_to_event(b"x", [("ce_specversion", b"1.0"), ("content-type", b"text/plain")])
