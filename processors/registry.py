@@ -25,9 +25,16 @@ def _ingest_validator(settings: Settings) -> None:
     run_worker(settings)
 
 
+def _admin_applier(settings: Settings) -> None:
+    from processors.admin_applier import run_worker
+
+    run_worker(settings)
+
+
 #: Worker name -> function that runs the worker until it is stopped (SIGTERM).
 WORKERS: dict[str, Callable[[Settings], None]] = {
     "counter": _counter,
     "mirror": _mirror,
     "ingest-validator": _ingest_validator,
+    "admin-applier": _admin_applier,
 }

@@ -81,7 +81,7 @@ def start_stack(settings: Settings, tmp: Path, gateways: int = 2,
     env = {**worker_env(scoped, tmp / "home", "1"), "METERLY_ADMIN_TOKEN": token,
            **(extra_env or {})}
     stack = Stack(scoped, token, [])
-    for name in ("counter", "mirror", "ingest-validator"):
+    for name in ("counter", "mirror", "ingest-validator", "admin-applier"):
         worker = WorkerProcess(name, env, tmp / f"{name}.log")
         worker.start()
         stack.workers.append(worker)
