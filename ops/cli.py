@@ -150,15 +150,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_gateway(_args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.app import create_app
     from ops import logs
 
     settings = get_settings()
     logs.configure("gateway")
+    processes = int(os.environ.get("METERLY_GATEWAY_PROCESSES", "1"))
+    # Several processes share the port (uvicorn's supervisor); each keeps its own state.
     uvicorn.run(
-        create_app(settings),
+        "gateway.app:create_app",
+        factory=True,
         host=settings.host,
         port=settings.port,
+        workers=processes if processes > 1 else None,
         loop="uvloop",
         http="httptools",
         log_config=None,
@@ -176,6 +179,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     settings = get_settings()
     logs.configure(f"worker:{args.name}")
+    metrics_port = os.environ.get("METERLY_METRICS_PORT")
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        # Prometheus scrapes each worker here (mirror lag, among others).
+        start_http_server(int(metrics_port), addr=settings.host)
     WORKERS[args.name](settings)
     return 0
 

@@ -39,12 +39,20 @@ class Fold:
     duplicates: int = 0
     _pending: set[bytes] = field(default_factory=set)
 
-    def add(self, record: UsageRecord, known: Callable[[bytes], bool]) -> None:
-        """Fold ``record`` in; ``known`` says whether an identity was counted before this batch."""
+    def add(self, record: UsageRecord, known: Callable[[list[bytes]], list[bool]]) -> None:
+        """Fold ``record`` in.
+
+        ``known`` answers, for a list of identities, which were counted before this batch;
+        asking once per record lets the store answer with one multi-get.
+        """
         tenant = record.tenant
-        for event in record.events:
-            h = identity_hash(tenant, event.source, event.id)
-            if h in self._pending or known(h):
+        hashes = [identity_hash(tenant, e.source, e.id) for e in record.events]
+        fresh = [h for h in hashes if h not in self._pending]
+        seen_before = set()
+        if fresh:
+            seen_before = {h for h, k in zip(fresh, known(fresh), strict=True) if k}
+        for event, h in zip(record.events, hashes, strict=True):
+            if h in self._pending or h in seen_before:
                 self.duplicates += 1
                 continue
             self._pending.add(h)

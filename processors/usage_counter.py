@@ -110,6 +110,9 @@ class CountingWorker:
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 1_000,
             "max.poll.interval.ms": 120_000,
+            # Bounded prefetch: librdkafka would otherwise queue up to 64 MiB of records.
+            "queued.max.messages.kbytes": 16 * 1024,
+            "fetch.max.bytes": 8 * 2**20,
         })
         self.producer = Producer({
             "bootstrap.servers": bootstrap,
@@ -246,7 +249,7 @@ class CountingWorker:
             store = self.stores[partition]
             fold = Fold()
             for record in batch.records:
-                fold.add(record, store.knows)
+                fold.add(record, store.knows_many)
             folds[partition] = fold
 
         self._offsets.clear()
@@ -258,11 +261,11 @@ class CountingWorker:
             counters = {k: store.counters[k] for k in fold.increments if k in store.counters}
             changed = apply(counters, fold)
             changed_by_partition[partition] = changed
-            if fold.new_ids:
+            for chunk, start in enumerate(range(0, len(fold.new_ids), changelog.SEEN_CHUNK)):
                 self.producer.produce(
                     self.changelog, partition=partition,
-                    key=changelog.seen_key(batches[partition].first_offset),
-                    value=changelog.seen_value(fold.new_ids),
+                    key=changelog.seen_key(batches[partition].first_offset, chunk),
+                    value=changelog.seen_value(fold.new_ids[start:start + changelog.SEEN_CHUNK]),
                 )
             for key, counter in changed.items():
                 self.producer.produce(

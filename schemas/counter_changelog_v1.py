@@ -7,8 +7,10 @@ Two kinds of record, told apart by the key's first byte:
 
 - ``C`` + JSON ``[tenant, period, meter]`` -> JSON ``{"n": count, "s": "sum"}``: the absolute
   counter after a transaction (the latest value wins under compaction).
-- ``D`` + 8-byte big-endian source offset of a batch's first record -> the ids first seen in
-  that batch, as 20-byte entries: 16-byte id hash + 4-byte big-endian expiry day.
+- ``D`` + 8-byte big-endian source offset of a batch's first record + 2-byte chunk number
+  -> the ids first seen in that batch, as 20-byte entries: 16-byte id hash + 4-byte
+  big-endian expiry day. A batch's ids are split into chunks of at most ``SEEN_CHUNK``
+  entries so that no record exceeds Kafka's default 1 MB message size.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import orjson
 COUNTER = b"C"
 SEEN = b"D"
 _ENTRY = struct.Struct(">16sI")
-_OFFSET = struct.Struct(">q")
+_OFFSET = struct.Struct(">qH")
+SEEN_CHUNK = 25_000
 
 CounterKey = tuple[str, str, str]  # tenant, period, meter
 
@@ -45,8 +48,8 @@ def parse_counter(key: bytes, value: bytes) -> tuple[CounterKey, int, Decimal]:
     return parse_counter_key(key), int(doc["n"]), Decimal(doc["s"])
 
 
-def seen_key(first_source_offset: int) -> bytes:
-    return SEEN + _OFFSET.pack(first_source_offset)
+def seen_key(first_source_offset: int, chunk: int = 0) -> bytes:
+    return SEEN + _OFFSET.pack(first_source_offset, chunk)
 
 
 def seen_value(entries: list[tuple[bytes, int]]) -> bytes:
