@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import problems
 from gateway.admin_view import AdminView
@@ -37,6 +39,34 @@ _HOME = """<!doctype html>
 <p><a href="/docs">API reference</a> &middot; <a href="/readyz">/readyz</a>
  &middot; <a href="/metrics">/metrics</a></p>
 </body></html>"""
+
+
+class RateLimitHeaders:
+    """Adds the RateLimit-* headers the auth dependency computed to every answer.
+
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware costs a task and a stream per
+    request on the ingest hot path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = scope.get("state", {}).get("rate_headers")
+                if extra:
+                    headers = MutableHeaders(scope=message)
+                    for name, value in extra.items():
+                        if name not in headers:
+                            headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,13 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(admin.router)
 
-    @app.middleware("http")
-    async def rate_limit_headers(request: Request,
-                                 call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        for name, value in getattr(request.state, "rate_headers", {}).items():
-            response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(RateLimitHeaders)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -44,7 +44,7 @@ class Runtime:
     last_used: dict[str, float] = field(default_factory=dict)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -62,7 +62,7 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require_operator(request: Request, runtime: RuntimeDep) -> None:
+async def require_operator(request: Request, runtime: RuntimeDep) -> None:
     token = _bearer(request)
     if token.startswith(api_keys.PREFIX):
         raise ProblemError(403, "forbidden", "Forbidden",
@@ -73,7 +73,7 @@ def require_operator(request: Request, runtime: RuntimeDep) -> None:
                            headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:
+async def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:
     token = _bearer(request)
     key = runtime.admin.key_by_hash(api_keys.key_hash(token)) if api_keys.looks_like_key(
         token) else None

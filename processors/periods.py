@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 DEFAULT_GRACE = timedelta(hours=1)
@@ -56,6 +57,29 @@ def rejection_for_time(event_time: datetime, now: datetime,
         return (f"event time falls in period {period_of(event_time)}, which is closed "
                 f"(open: {', '.join(open_periods(now, grace))})")
     return None
+
+
+@dataclass(frozen=True)
+class AcceptanceWindow:
+    """The event times accepted at one moment: from the start of the oldest open period
+    up to five minutes ahead. Computed once per request, checked per event in O(1)."""
+
+    now: datetime
+    grace: timedelta
+    earliest_ms: int
+    latest_ms: int
+
+    @classmethod
+    def at(cls, now: datetime, grace: timedelta = DEFAULT_GRACE) -> AcceptanceWindow:
+        oldest, _ = period_bounds(open_periods(now, grace)[0])
+        return cls(now, grace, int(oldest.timestamp() * 1000),
+                   int((now + MAX_FUTURE_SKEW).timestamp() * 1000))
+
+    def rejection(self, time_ms: int) -> str | None:
+        if self.earliest_ms <= time_ms <= self.latest_ms:
+            return None
+        return rejection_for_time(datetime.fromtimestamp(time_ms / 1000, UTC), self.now,
+                                  self.grace)
 
 
 def dedupe_expiry_day(time_ms: int, grace: timedelta = DEFAULT_GRACE) -> int:

@@ -50,7 +50,12 @@ def parse_quantity(data: Any) -> Decimal:
     if not isinstance(data, dict):
         raise EventRejected("data must be a JSON object")
     raw = data.get("quantity", 1)
-    if isinstance(raw, bool) or not isinstance(raw, int | Decimal | str):
+    if isinstance(raw, float):
+        # From a fast JSON parser: repr gives the shortest decimal that reads back as this
+        # float, which is the literal the client sent when it had <= 15 significant digits
+        # (callers re-parse longer literals exactly).
+        raw = repr(raw)
+    elif isinstance(raw, bool) or not isinstance(raw, int | Decimal | str):
         raise EventRejected("data.quantity must be a number or a decimal string")
     try:
         quantity = Decimal(raw)

@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from gateway.kafka_io import DeliveryFailed
 from gateway.problems import ProblemError
 from gateway.runtime import CurrentTenant, IdempotentResponse, RuntimeDep, body_hash
 from processors.counting import identity_hash
-from processors.periods import rejection_for_time
-from schemas.api_v1 import IngestResult, Receipt, ResourceResponse
+from processors.periods import AcceptanceWindow
+from schemas.api_v1 import IngestResult, ResourceResponse
 from schemas.cloudevents import METER_PATTERN, EventRejected, to_usage_event
 from schemas.usage_v1 import UsageEvent
 
@@ -52,14 +52,34 @@ async def _read_body(request: Request) -> bytes:
     return body
 
 
+def floats_are_exact(doc: Any) -> bool:
+    """True when every float quantity in ``doc`` names the same decimal as its JSON text.
+
+    orjson is several times faster than the standard parser but reads numbers as floats. A
+    decimal literal of at most 15 significant digits survives the trip through a float and
+    back through ``repr`` exactly, so only longer quantities need the slower exact parse.
+    """
+    events = doc if isinstance(doc, list) else [doc]
+    for event in events:
+        data = event.get("data") if isinstance(event, dict) else None
+        quantity = data.get("quantity") if isinstance(data, dict) else None
+        if isinstance(quantity, float):
+            digits = repr(quantity).split("e")[0].replace("-", "").replace(".", "").lstrip("0")
+            if len(digits) > 15:
+                return False
+    return True
+
+
 def _parse_events(content_type: str, body: bytes) -> list[Any]:
     media = content_type.split(";")[0].strip().lower()
     if media not in (*BATCH_TYPES, SINGLE_TYPE):
         raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
                            f"send {', '.join((*BATCH_TYPES, SINGLE_TYPE))}")
     try:
-        # Decimal keeps quantities exact: 0.1 stays 0.1, never 0.1000000000000000055.
-        doc = json.loads(body, parse_float=Decimal)
+        doc = orjson.loads(body)
+        if not floats_are_exact(doc):
+            # A quantity literal too long for a float: parse again, decimals as Decimal.
+            doc = json.loads(body, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProblemError(400, "malformed-json", "Malformed JSON", str(exc)) from None
     if media == SINGLE_TYPE:
@@ -103,17 +123,19 @@ async def ingest_events(request: Request, tenant: CurrentTenant,
         if idem_slot is not None:
             runtime.idempotency.pop(idem_slot)
         raise
-    payload = result.model_dump_json().encode()
+    payload = orjson.dumps(result)
     if idem_slot is not None:
         runtime.idempotency.put(idem_slot, IdempotentResponse(digest, 200, payload))
     return Response(payload, 200, media_type="application/json")
 
 
 async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
-                  cid: str) -> IngestResult:
+                  cid: str) -> dict[str, Any]:
+    """Receipts as plain dicts (the ``IngestResult`` schema): this is the hot path, and
+    building a model per event would cost more than validating the event."""
     now = datetime.now(UTC)
-    grace = timedelta(seconds=runtime.settings.grace_seconds)
-    receipts: list[Receipt] = []
+    window = AcceptanceWindow.at(now, timedelta(seconds=runtime.settings.grace_seconds))
+    receipts: list[dict[str, Any]] = []
     accepted: list[tuple[int, UsageEvent, bytes]] = []
     in_request: set[bytes] = set()
     for raw in raw_events:
@@ -121,19 +143,19 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
         event_id = event_id if isinstance(event_id, str) else None
         try:
             event = to_usage_event(raw, now)
-            why = rejection_for_time(event.time, now, grace)
+            why = window.rejection(event.time_ms)
             if why:
                 raise EventRejected(why)
         except EventRejected as exc:
-            receipts.append(Receipt(id=event_id, status="rejected", reason=str(exc)))
+            receipts.append({"id": event_id, "status": "rejected", "reason": str(exc)})
             continue
         identity = identity_hash(tenant_id, event.source, event.id)
         if identity in in_request or identity in runtime.recent_ids:
-            receipts.append(Receipt(id=event.id, status="duplicate"))
+            receipts.append({"id": event.id, "status": "duplicate", "reason": None})
             continue
         in_request.add(identity)
         accepted.append((len(receipts), event, identity))
-        receipts.append(Receipt(id=event.id, status="accepted"))
+        receipts.append({"id": event.id, "status": "accepted", "reason": None})
     if accepted:
         try:
             await runtime.sink.accept(tenant_id, [e for _, e, _ in accepted], cid)
@@ -144,14 +166,14 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
                                headers={"Retry-After": "1"}) from None
         for _, _, identity in accepted:
             runtime.recent_ids.put(identity, True)
-    counts = {s: sum(r.status == s for r in receipts) for s in ("accepted", "duplicate",
-                                                                  "rejected")}
-    return IngestResult(accepted=counts["accepted"], duplicates=counts["duplicate"],
-                        rejected=counts["rejected"], receipts=receipts)
+    counts = {s: sum(r["status"] == s for r in receipts) for s in ("accepted", "duplicate",
+                                                                     "rejected")}
+    return {"accepted": counts["accepted"], "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"], "receipts": receipts}
 
 
 async def _metered(request: Request, name: str, tenant_id: str,
-                   runtime: RuntimeDep) -> JSONResponse:
+                   runtime: RuntimeDep) -> Response:
     if not METER_PATTERN.match(name):
         raise ProblemError(422, "invalid-meter", "Invalid meter name",
                            "a resource name may hold letters, digits, '.', '_', ':' and '-'")
@@ -163,19 +185,19 @@ async def _metered(request: Request, name: str, tenant_id: str,
         raise ProblemError(503, "ingest-unavailable", "Ingest unavailable",
                            f"Kafka did not acknowledge the usage event ({exc}); retry",
                            headers={"Retry-After": "1"}) from None
-    body = ResourceResponse(resource=name, event_id=event.id)
-    return JSONResponse(body.model_dump())
+    return Response(orjson.dumps({"resource": name, "event_id": event.id, "metered": True}),
+                    media_type="application/json")
 
 
 @router.get("/resources/{name}", response_model=ResourceResponse)
 async def get_resource(name: str, request: Request, tenant: CurrentTenant,
-                       runtime: RuntimeDep) -> JSONResponse:
+                       runtime: RuntimeDep) -> Response:
     """A metered resource: answers, and records one usage event for meter ``name``."""
     return await _metered(request, name, tenant.id, runtime)
 
 
 @router.post("/resources/{name}", response_model=ResourceResponse)
 async def post_resource(name: str, request: Request, tenant: CurrentTenant,
-                        runtime: RuntimeDep) -> JSONResponse:
+                        runtime: RuntimeDep) -> Response:
     """Same as GET: one usage event for meter ``name``."""
     return await _metered(request, name, tenant.id, runtime)

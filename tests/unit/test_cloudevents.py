@@ -83,3 +83,17 @@ def test_kafka_binding_structured_and_binary_modes() -> None:
         record_to_event(b"{", [("content-type", b"application/cloudevents+json")])
     with pytest.raises(EventRejected, match="must be application/json"):
         record_to_event(b"x", [("ce_specversion", b"1.0"), ("content-type", b"text/plain")])
+
+
+def test_fast_json_path_keeps_quantities_exact() -> None:
+    import orjson
+
+    from gateway.routes.ingest import floats_are_exact
+
+    for literal in ("0.1", "1.5", "123456789.123456", "0.000000001", "999999999999999"):
+        doc = orjson.loads(f'[{{"data": {{"quantity": {literal}}}}}]')
+        assert floats_are_exact(doc)
+        event = {**_event(), "data": doc[0]["data"]}
+        assert to_usage_event(event, NOW).quantity == Decimal(literal)
+    long = orjson.loads('[{"data": {"quantity": 123456789012345.123}}]')
+    assert not floats_are_exact(long)
