@@ -36,10 +36,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from ops.settings import Settings
 from processors.counting import Counter, Fold, apply
+from processors.kafka_retry import with_retries
 from processors.partition_store import PartitionStore
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
@@ -139,7 +148,8 @@ class CountingWorker:
         begun = time.monotonic()
         # Step 6: committed offsets first; with read_committed this waits until no
         # transaction carrying offsets for these partitions is still open.
-        consumer.committed(partitions, timeout=60)
+        with_retries(lambda: consumer.committed(partitions, timeout=60),
+                     "committed offsets of the assigned partitions")
         for tp in partitions:
             self.stores[tp.partition] = self._restore(tp.partition)
         log.info("assigned partitions %s, restored in %.2fs",
@@ -163,7 +173,9 @@ class CountingWorker:
         })
         try:
             tp = TopicPartition(self.changelog, partition)
-            low, high = reader.get_watermark_offsets(tp, timeout=30, cached=False)
+            low, high = with_retries(
+                lambda: reader.get_watermark_offsets(tp, timeout=30, cached=False),
+                f"changelog partition {partition} watermarks")
             if store.checkpoint > high:
                 raise RuntimeError(
                     f"local state of partition {partition} is ahead of the changelog "
@@ -272,21 +284,43 @@ class CountingWorker:
                     self.changelog, partition=partition, key=changelog.counter_key(key),
                     value=changelog.counter_value(counter.count, counter.total),
                 )
-        positions = [
-            tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0
-        ]
-        # Serves the delivery reports, which carry the changelog offsets for step 5.
-        self.producer.flush(60)
-        self.producer.send_offsets_to_transaction(
-            positions, self.consumer.consumer_group_metadata(), 30
-        )
-        self.producer.commit_transaction(60)
+        if not self._commit():
+            return
         self._progress.add(folds.values(), len(messages))
         for partition, fold in folds.items():
             next_offset = self._offsets.get(partition, -1) + 1
             self.stores[partition].committed(
                 changed_by_partition[partition], fold.new_ids, next_offset
             )
+
+
+    def _commit(self) -> bool:
+        """Steps 3-4: add the offsets and commit. False when the transaction was aborted
+        (this worker lost a partition in a rebalance): nothing of the batch took effect, and
+        consumption restarts from the committed offsets."""
+        positions = [
+            tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0
+        ]
+        try:
+            # Serves the delivery reports, which carry the changelog offsets for step 5.
+            self.producer.flush(60)
+            self.producer.send_offsets_to_transaction(
+                positions, self.consumer.consumer_group_metadata(), 30
+            )
+            with_retries(lambda: self.producer.commit_transaction(60), "transaction commit")
+            return True
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.txn_requires_abort():
+                raise
+            log.warning("transaction aborted: %s; re-reading from the committed offsets",
+                        err.str())
+            self.producer.abort_transaction(60)
+            assigned = self.consumer.assignment()
+            for tp in self.consumer.committed(assigned, timeout=30):
+                self.consumer.seek(TopicPartition(
+                    tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+            return False
 
 
 def run_worker(settings: Settings, worker_id: str | None = None) -> None:

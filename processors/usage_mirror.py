@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
 from ops.settings import Settings
+from processors.kafka_retry import with_retries
 from schemas import counter_changelog_v1 as changelog
 from schemas.counter_changelog_v1 import CounterKey
 from schemas.topics import COUNTER_CHANGELOG
@@ -71,13 +72,21 @@ class MirrorWorker:
                 if latest:
                     self.table.write(latest)
                 if messages:
-                    self.consumer.commit(asynchronous=False)
+                    with_retries(lambda: self.consumer.commit(asynchronous=False),
+                                 "mirror offset commit")
                 self._report_lag()
         finally:
             self.consumer.close()
             self.cluster.shutdown()
 
     def _report_lag(self) -> None:
+        try:
+            self._measure_lag()
+        except KafkaException as exc:
+            # A metric must never stop the mirror (a broker may be restarting).
+            log.warning("could not measure mirror lag: %s", exc)
+
+    def _measure_lag(self) -> None:
         now = time.monotonic()
         if now - self._lag_at < 5:
             return

@@ -8,6 +8,8 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from processors.kafka_retry import with_retries
+
 
 def new_topic(bootstrap: str, prefix: str, partitions: int = 1, replication: int = 1) -> str:
     name = f"{prefix}probe-{secrets.token_hex(4)}"
@@ -52,7 +54,8 @@ def read_all_records_with_headers(
         consumer.assign(partitions)
         ends = {}
         for tp in partitions:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            _low, high = with_retries(lambda tp=tp: consumer.get_watermark_offsets(tp, timeout=10),
+                                      "watermarks")
             ends[tp.partition] = high
         values: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
         done = {p for p, end in ends.items() if end == 0}

@@ -17,6 +17,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ops.settings import Settings
+from processors.kafka_retry import with_retries
 from processors.periods import period_of_ms
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
@@ -35,7 +36,7 @@ class Load:
 
 
 def make_load(events: int, duplicate_share: float, tenants: int = 20, meters: int = 3,
-              per_record: int = 50, seed: int = 7) -> Load:
+              per_record: int = 50, seed: int = 7, tenant_prefix: str = "tenant-") -> Load:
     """``events`` deliveries, of which ``duplicate_share`` repeat an earlier identity.
 
     Duplicates land in later records, in the same record, and (the identity is per tenant
@@ -48,7 +49,7 @@ def make_load(events: int, duplicate_share: float, tenants: int = 20, meters: in
     by_tenant: dict[str, list[UsageEvent]] = defaultdict(list)
     unique = 0
     for n in range(events):
-        tenant = f"tenant-{rng.randrange(tenants)}"
+        tenant = f"{tenant_prefix}{rng.randrange(tenants)}"
         if seen[tenant] and rng.random() < duplicate_share:
             by_tenant[tenant].append(rng.choice(seen[tenant]))
             continue
@@ -155,11 +156,11 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int:
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         tps = [TopicPartition(topic, p) for p in meta.partitions]
-        committed = consumer.committed(tps, timeout=30)
+        committed = with_retries(lambda: consumer.committed(tps, timeout=30), "committed")
         lag = 0
         for tp in committed:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition),
-                                                         timeout=10, cached=False)
+            _low, high = with_retries(lambda tp=tp: consumer.get_watermark_offsets(
+                TopicPartition(topic, tp.partition), timeout=10, cached=False), "watermarks")
             lag += max(0, high - max(tp.offset, 0))
         return lag
     finally:

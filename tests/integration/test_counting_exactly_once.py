@@ -75,7 +75,9 @@ def _run(settings: Settings, tmp_path: Path, workers: int, downtimes: list[float
     ``late_start`` starts the last worker that many seconds into the load (a worker added).
     """
     assert settings.kafka_bootstrap
-    load = make_load(EVENTS, duplicate_share=0.10, seed=random.randrange(1 << 30))
+    # Tenants unique to this run: the Cassandra keyspace is shared by the session's tests.
+    load = make_load(EVENTS, duplicate_share=0.10, seed=random.randrange(1 << 30),
+                     tenant_prefix=f"t{secrets.token_hex(3)}-")
     counters = [
         WorkerProcess("counter", worker_env(settings, tmp_path / f"w{i}", str(i)),
                       tmp_path / f"counter-{i}.log")
