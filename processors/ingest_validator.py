@@ -16,11 +16,13 @@ import signal
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from gateway.admin_view import AdminView
 from ops.settings import Settings
+from processors.kafka_messages import data_messages
 from processors.periods import rejection_for_time
+from processors.transactions import commit_or_rewind
 from schemas import usage_v1
 from schemas.cloudevents import EventRejected, to_usage_event
 from schemas.cloudevents_kafka import record_to_event
@@ -102,12 +104,7 @@ class IngestValidator:
         valid: dict[str, list[UsageEvent]] = defaultdict(list)
         self.producer.begin_transaction()
         rejected = 0
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(err)
+        for msg in data_messages(messages):
             try:
                 tenant_id, event = self.validate(msg, now)
             except EventRejected as exc:
@@ -125,11 +122,8 @@ class IngestValidator:
                 record = UsageRecord(tenant_id, tuple(events[i:i + MAX_EVENTS_PER_RECORD]))
                 self.producer.produce(self.usage, usage_v1.encode(record),
                                       key=tenant_id.encode())
-        positions = [tp for tp in self.consumer.position(self.consumer.assignment())
-                     if tp.offset >= 0]
-        self.producer.send_offsets_to_transaction(
-            positions, self.consumer.consumer_group_metadata(), 30)
-        self.producer.commit_transaction(60)
+        if not commit_or_rewind(self.producer, self.consumer):
+            return
         if rejected:
             log.info("dead-lettered %d of %d ingest records", rejected, len(messages),
                      extra={"rejected": rejected, "records": len(messages)})

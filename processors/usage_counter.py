@@ -37,7 +37,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -48,8 +47,10 @@ from confluent_kafka import (
 
 from ops.settings import Settings
 from processors.counting import Counter, Fold, apply
+from processors.kafka_messages import data_messages
 from processors.kafka_retry import with_retries
 from processors.partition_store import PartitionStore
+from processors.transactions import commit_or_rewind
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
 from schemas.counter_changelog_v1 import CounterKey
@@ -241,12 +242,7 @@ class CountingWorker:
 
     def _process(self, messages: list[Message]) -> None:
         batches: dict[int, _Batch] = {}
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(err)
+        for msg in data_messages(messages):
             partition, offset, value = msg.partition(), msg.offset(), msg.value()
             if partition is None or offset is None or value is None:
                 raise RuntimeError("usage record without partition, offset or value")
@@ -284,7 +280,8 @@ class CountingWorker:
                     self.changelog, partition=partition, key=changelog.counter_key(key),
                     value=changelog.counter_value(counter.count, counter.total),
                 )
-        if not self._commit():
+        # Serves the delivery reports too, which carry the changelog offsets for step 5.
+        if not commit_or_rewind(self.producer, self.consumer):
             return
         self._progress.add(folds.values(), len(messages))
         for partition, fold in folds.items():
@@ -292,35 +289,6 @@ class CountingWorker:
             self.stores[partition].committed(
                 changed_by_partition[partition], fold.new_ids, next_offset
             )
-
-
-    def _commit(self) -> bool:
-        """Steps 3-4: add the offsets and commit. False when the transaction was aborted
-        (this worker lost a partition in a rebalance): nothing of the batch took effect, and
-        consumption restarts from the committed offsets."""
-        positions = [
-            tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0
-        ]
-        try:
-            # Serves the delivery reports, which carry the changelog offsets for step 5.
-            self.producer.flush(60)
-            self.producer.send_offsets_to_transaction(
-                positions, self.consumer.consumer_group_metadata(), 30
-            )
-            with_retries(lambda: self.producer.commit_transaction(60), "transaction commit")
-            return True
-        except KafkaException as exc:
-            err = exc.args[0]
-            if not err.txn_requires_abort():
-                raise
-            log.warning("transaction aborted: %s; re-reading from the committed offsets",
-                        err.str())
-            self.producer.abort_transaction(60)
-            assigned = self.consumer.assignment()
-            for tp in self.consumer.committed(assigned, timeout=30):
-                self.consumer.seek(TopicPartition(
-                    tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
-            return False
 
 
 def run_worker(settings: Settings, worker_id: str | None = None) -> None:

@@ -13,10 +13,11 @@ import signal
 import time
 from decimal import Decimal
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
 from ops.settings import Settings
+from processors.kafka_messages import data_messages
 from processors.kafka_retry import with_retries
 from schemas import counter_changelog_v1 as changelog
 from schemas.counter_changelog_v1 import CounterKey
@@ -56,12 +57,7 @@ class MirrorWorker:
             while not self._stop:
                 messages = self.consumer.consume(num_messages=5000, timeout=0.1)
                 latest: dict[CounterKey, tuple[int, Decimal, int]] = {}
-                for msg in messages:
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        raise KafkaException(err)
+                for msg in data_messages(messages):
                     key, value, offset = msg.key(), msg.value(), msg.offset()
                     if key is None or key[:1] != changelog.COUNTER or value is None:
                         continue

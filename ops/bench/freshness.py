@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,16 +24,11 @@ import time
 
 import httpx
 
+from ops.bench.common import free_port, tenant_key, wait_healthy
 from ops.cli import prepare
 from ops.settings import get_settings
 from ops.topics import ensure_topics
 from schemas.topics import ALL_TOPICS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -126,17 +120,8 @@ def main() -> None:
                                           stderr=subprocess.DEVNULL))
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            admin = {"Authorization": f"Bearer {token}"}
-            tenant = httpx.post(f"{base}/v1/admin/tenants", headers=admin, json={
-                "name": "fresh", "billing_email": "f@example.com", "currency": "USD"}).json()
-            key = httpx.post(f"{base}/v1/admin/tenants/{tenant['id']}/keys", headers=admin,
-                             json={"name": "fresh"}).json()["key"]
+            wait_healthy(base)
+            key = tenant_key(base, token, "fresh")
             time.sleep(5)  # the workers join their groups
             fresh, trips, sent = asyncio.run(measure(base, key, args.rate, args.seconds))
         finally:

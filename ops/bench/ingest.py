@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,9 +26,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 from confluent_kafka import Producer
 
+from ops.bench.common import free_port, tenant_key, wait_healthy
 from ops.settings import get_settings
 from ops.topics import ensure_topics
 from schemas import usage_v1
@@ -55,12 +54,6 @@ request = function()
     ["Content-Type"] = "application/json"}, "[" .. table.concat(parts, ",") .. "]")
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None,
@@ -131,18 +124,9 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+            wait_healthy(base)
             time.sleep(2)  # every process up
-            admin = {"Authorization": f"Bearer {token}"}
-            tenant = httpx.post(f"{base}/v1/admin/tenants", headers=admin, json={
-                "name": "bench", "billing_email": "b@example.com", "currency": "USD"}).json()
-            key = httpx.post(f"{base}/v1/admin/tenants/{tenant['id']}/keys", headers=admin,
-                             json={"name": "bench"}).json()["key"]
+            key = tenant_key(base, token, "bench")
             time.sleep(1.5)  # the key reaches every gateway process through the admin topic
             script = Path(tmp) / "batch.lua"
             script.write_text(BATCH_LUA.replace("KEY", key))

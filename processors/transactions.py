@@ -1,0 +1,37 @@
+"""Committing a consume-transform-produce transaction, shared by the transactional workers."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+
+from processors.kafka_retry import with_retries
+
+log = logging.getLogger(__name__)
+
+
+def commit_or_rewind(producer: Producer, consumer: Consumer) -> bool:
+    """Add the consumer's positions to the open transaction and commit it.
+
+    Returns False when the transaction had to be aborted (the group moved on: this worker
+    lost a partition in a rebalance and KIP-447 fenced its offsets). Nothing of the batch
+    took effect then, and the consumer is rewound to the committed offsets so the batch is
+    read again. Any other error is raised: the process exits and its supervisor restarts it.
+    """
+    positions = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+    try:
+        producer.flush(60)
+        producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+        with_retries(lambda: producer.commit_transaction(60), "transaction commit")
+        return True
+    except KafkaException as exc:
+        err = exc.args[0]
+        if not err.txn_requires_abort():
+            raise
+        log.warning("transaction aborted: %s; re-reading from the committed offsets", err.str())
+        producer.abort_transaction(60)
+        for tp in consumer.committed(consumer.assignment(), timeout=30):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        return False
