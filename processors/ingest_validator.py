@@ -22,7 +22,7 @@ from gateway.admin_view import AdminView
 from ops.settings import Settings
 from processors.kafka_messages import data_messages
 from processors.periods import rejection_for_time
-from processors.transactions import commit_or_rewind
+from processors.transactions import commit_or_rewind, exit_for_restart
 from schemas import usage_v1
 from schemas.cloudevents import EventRejected, to_usage_event
 from schemas.cloudevents_kafka import record_to_event
@@ -74,14 +74,13 @@ class IngestValidator:
         self.tenants.start()
         self.producer.init_transactions(60)
         self.consumer.subscribe([self.source])
-        try:
-            while not self._stop:
-                messages = self.consumer.consume(num_messages=2000, timeout=0.1)
-                if messages:
-                    self._process(messages)
-        finally:
-            self.consumer.close()
-            self.tenants.stop()
+        while not self._stop:
+            messages = self.consumer.consume(num_messages=2000, timeout=0.1)
+            if messages:
+                self._process(messages)
+        # Only on a clean stop: a consumer in a fatal state (fenced) can block in close().
+        self.consumer.close()
+        self.tenants.stop()
 
     def validate(self, msg: Message, now: datetime) -> tuple[str, UsageEvent]:
         key = msg.key()
@@ -133,4 +132,4 @@ def run_worker(settings: Settings) -> None:
     validator = IngestValidator(settings, os.environ.get("METERLY_WORKER_ID", "1"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _s, _f: validator.stop())
-    validator.run()
+    exit_for_restart(validator.run)

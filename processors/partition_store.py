@@ -25,6 +25,10 @@ _ID = b"h:"
 _COUNTER = b"c:"
 _OFFSET = struct.Struct(">q")
 _DAY = struct.Struct(">I")
+#: ``x:`` + expiry day + changelog key of a seen-ids record: which records expire when.
+_EXPIRY = b"x:"
+#: ``d:`` + changelog key of a seen-ids record -> its expiry day (to drop the index entry).
+_SEEN_DAY = b"d:"
 
 
 # One block cache and one memtable budget for every partition store of the process, so
@@ -96,8 +100,13 @@ class PartitionStore:
                 batch.put(_COUNTER + key, value)
                 self.counters[ckey] = Counter(count, total)
         elif key[:1] == changelog.SEEN and value is not None:
+            latest = 0
             for identity, day in changelog.parse_seen(value):
                 batch.put(_ID + identity, _DAY.pack(day))
+                latest = max(latest, day)
+            self._index(batch, key, latest)
+        elif key[:1] == changelog.SEEN:
+            self._unindex(batch, key)
         self.checkpoint = offset + 1
         if len(batch) >= 5000:
             self.flush_restore()
@@ -117,8 +126,13 @@ class PartitionStore:
         changed: dict[CounterKey, Counter],
         new_ids: Iterable[tuple[bytes, int]],
         next_offset: int,
+        seen_records: Iterable[tuple[bytes, int]] = (),
     ) -> None:
+        """Apply a committed transaction: counters, identities, and the seen-ids records
+        (changelog key, latest expiry day) it wrote."""
         batch = WriteBatch(raw_mode=True)
+        for seen, latest in seen_records:
+            self._index(batch, seen, latest)
         for key, counter in changed.items():
             batch.put(_COUNTER + changelog.counter_key(key),
                       changelog.counter_value(counter.count, counter.total))
@@ -128,6 +142,45 @@ class PartitionStore:
         self.checkpoint = max(self.checkpoint, next_offset)
         batch.put(_CHECKPOINT, _OFFSET.pack(self.checkpoint))
         self._db.write(batch)
+
+    # Forgetting identities past their expiry --------------------------------------------
+
+    def _index(self, batch: WriteBatch, seen_key: bytes, day: int) -> None:
+        batch.put(_EXPIRY + _DAY.pack(day) + seen_key, b"")
+        batch.put(_SEEN_DAY + seen_key, _DAY.pack(day))
+
+    def _unindex(self, batch: WriteBatch, seen_key: bytes) -> None:
+        day = self._db.get(_SEEN_DAY + seen_key)
+        if isinstance(day, bytes):
+            batch.delete(_EXPIRY + day + seen_key)
+        batch.delete(_SEEN_DAY + seen_key)
+
+    def expired_records(self, today: int) -> list[bytes]:
+        """Changelog keys of seen-ids records whose every identity expired before ``today``."""
+        found = []
+        for key, _value in self._db.items(from_key=_EXPIRY):
+            if not isinstance(key, bytes) or not key.startswith(_EXPIRY):
+                break
+            if _DAY.unpack(key[2:6])[0] >= today:
+                break
+            found.append(key[6:])
+        return found
+
+    def forget(self, seen_keys: list[bytes], today: int) -> int:
+        """After the tombstones for ``seen_keys`` committed: drop them and every identity
+        that expired before ``today``; return how many identities were dropped."""
+        batch = WriteBatch(raw_mode=True)
+        for seen in seen_keys:
+            self._unindex(batch, seen)
+        dropped = 0
+        for entry, value in self._db.items(from_key=_ID):
+            if not isinstance(entry, bytes) or not entry.startswith(_ID):
+                break
+            if isinstance(value, bytes) and _DAY.unpack(value)[0] < today:
+                batch.delete(entry)
+                dropped += 1
+        self._db.write(batch)
+        return dropped
 
     def close(self) -> None:
         self._db.close()

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from processors.kafka_retry import with_retries
 
 log = logging.getLogger(__name__)
+
+
+def exit_for_restart(run: Callable[[], None]) -> None:
+    """Run a transactional worker; on any error, log it and exit at once with status 1.
+
+    The supervisor restarts the process, and the restarted worker fences this one and
+    rebuilds from Kafka. Exiting without closing is deliberate: a consumer in a fatal state
+    (for example a static member fenced after a broker restart) can block in ``close()``.
+    """
+    try:
+        run()
+    except Exception:
+        log.exception("worker failed; exiting so that it is restarted")
+        logging.shutdown()
+        os._exit(1)
 
 
 def commit_or_rewind(producer: Producer, consumer: Consumer) -> bool:

@@ -31,10 +31,12 @@ Any error in a transaction ends the process; the supervisor restarts it and step
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from confluent_kafka import (
     Consumer,
@@ -50,7 +52,8 @@ from processors.counting import Counter, Fold, apply
 from processors.kafka_messages import data_messages
 from processors.kafka_retry import with_retries
 from processors.partition_store import PartitionStore
-from processors.transactions import commit_or_rewind
+from processors.periods import day_number
+from processors.transactions import commit_or_rewind, exit_for_restart
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
 from schemas.counter_changelog_v1 import CounterKey
@@ -230,15 +233,19 @@ class CountingWorker:
             [self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-        try:
-            while not self._stop:
-                messages = self.consumer.consume(num_messages=BATCH_RECORDS, timeout=0.1)
-                if messages:
-                    self._process(messages)
-        finally:
-            self.consumer.close()
-            for store in self.stores.values():
-                store.close()
+        sweep_every = float(os.environ.get("METERLY_DEDUPE_SWEEP_SECONDS", "3600"))
+        last_sweep = time.monotonic()
+        while not self._stop:
+            messages = self.consumer.consume(num_messages=BATCH_RECORDS, timeout=0.1)
+            if messages:
+                self._process(messages)
+            if self.stores and time.monotonic() - last_sweep >= sweep_every:
+                self._sweep()
+                last_sweep = time.monotonic()
+        # Only on a clean stop: a consumer in a fatal state (fenced) can block in close().
+        self.consumer.close()
+        for store in self.stores.values():
+            store.close()
 
     def _process(self, messages: list[Message]) -> None:
         batches: dict[int, _Batch] = {}
@@ -263,18 +270,20 @@ class CountingWorker:
         self._offsets.clear()
         self.producer.begin_transaction()
         changed_by_partition: dict[int, dict[CounterKey, Counter]] = {}
+        seen_records: dict[int, list[tuple[bytes, int]]] = {}
         for partition, fold in folds.items():
             store = self.stores[partition]
             # Absolute values computed against a copy: the store changes only after commit.
             counters = {k: store.counters[k] for k in fold.increments if k in store.counters}
             changed = apply(counters, fold)
             changed_by_partition[partition] = changed
+            seen_records[partition] = []
             for chunk, start in enumerate(range(0, len(fold.new_ids), changelog.SEEN_CHUNK)):
-                self.producer.produce(
-                    self.changelog, partition=partition,
-                    key=changelog.seen_key(batches[partition].first_offset, chunk),
-                    value=changelog.seen_value(fold.new_ids[start:start + changelog.SEEN_CHUNK]),
-                )
+                entries = fold.new_ids[start:start + changelog.SEEN_CHUNK]
+                seen = changelog.seen_key(batches[partition].first_offset, chunk)
+                self.producer.produce(self.changelog, partition=partition, key=seen,
+                                      value=changelog.seen_value(entries))
+                seen_records[partition].append((seen, max(day for _h, day in entries)))
             for key, counter in changed.items():
                 self.producer.produce(
                     self.changelog, partition=partition, key=changelog.counter_key(key),
@@ -287,15 +296,36 @@ class CountingWorker:
         for partition, fold in folds.items():
             next_offset = self._offsets.get(partition, -1) + 1
             self.stores[partition].committed(
-                changed_by_partition[partition], fold.new_ids, next_offset
+                changed_by_partition[partition], fold.new_ids, next_offset,
+                seen_records[partition],
             )
+
+    def _sweep(self) -> None:
+        """Forget identities past their expiry (35 days after the event and past its
+        period's close; ``processors.periods``): tombstone their seen-ids records in the
+        changelog, in a transaction, then drop them from the local stores. By then the
+        gateway and the ingest validator refuse those event times, so a resend cannot be
+        counted again through them."""
+        today = day_number(datetime.now(UTC))
+        expired = {p: s.expired_records(today) for p, s in self.stores.items()}
+        expired = {p: keys for p, keys in expired.items() if keys}
+        if not expired:
+            return
+        self.producer.begin_transaction()
+        for partition, keys in expired.items():
+            for key in keys:
+                self.producer.produce(self.changelog, partition=partition, key=key, value=None)
+        if not commit_or_rewind(self.producer, self.consumer):
+            return
+        for partition, keys in expired.items():
+            dropped = self.stores[partition].forget(keys, today)
+            log.info("partition %d: forgot %d expired identities (%d records)", partition,
+                     dropped, len(keys))
 
 
 def run_worker(settings: Settings, worker_id: str | None = None) -> None:
-    import os
-
     worker = CountingWorker(settings, worker_id or os.environ.get("METERLY_WORKER_ID", "1"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _s, _f: worker.stop())
-    worker.run()
+    exit_for_restart(worker.run)
 

@@ -109,24 +109,53 @@ class WorkerProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     kills: int = 0
+    #: Times the process exited on its own and was restarted, as `meterly run` would.
+    restarts: int = 0
     _logs: list[object] = field(default_factory=list)
+    _down: bool = True
+    _stopped: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _watchdog: threading.Thread | None = None
 
     def start(self) -> None:
+        with self._lock:
+            self._launch()
+            self._down = False
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, daemon=True)
+            self._watchdog.start()
+
+    def _launch(self) -> None:
         out = self.log.open("ab")
         self._logs.append(out)
         self.proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", self.name],
                                      env=self.env, stdout=out, stderr=subprocess.STDOUT)
 
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self._lock:
+                if self._stopped:
+                    return
+                if not self._down and self.proc is not None and self.proc.poll() is not None:
+                    self.restarts += 1
+                    time.sleep(1.0)  # the supervisor's first back-off
+                    self._launch()
+
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.kills += 1
+        with self._lock:
+            assert self.proc is not None
+            self._down = True
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.kills += 1
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

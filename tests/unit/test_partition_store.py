@@ -48,3 +48,30 @@ def test_only_committed_identities_are_known(tmp_path: Path) -> None:
                              identity_hash("u", "s", "x")]) == [True, False, False]
     assert store.counters[KEY] == Counter(1, Decimal(1))
     store.close()
+
+
+def test_expired_identities_are_found_and_forgotten(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "p3")
+    old = [(identity_hash("t", "s", f"old{i}"), 100) for i in range(3)]
+    new = [(identity_hash("t", "s", "new"), 200)]
+    store.committed({}, old, 1, [(changelog.seen_key(0), 100)])
+    store.committed({}, new, 2, [(changelog.seen_key(1), 200)])
+    assert store.expired_records(today=100) == []
+    assert store.expired_records(today=150) == [changelog.seen_key(0)]
+    assert store.forget([changelog.seen_key(0)], today=150) == 3
+    assert store.knows_many([old[0][0], new[0][0]]) == [False, True]
+    assert store.expired_records(today=150) == []
+    assert store.expired_records(today=201) == [changelog.seen_key(1)]
+    store.close()
+
+
+def test_restoring_a_tombstone_drops_the_expiry_index(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "p4")
+    seen = changelog.seen_key(5)
+    store.restore(seen, changelog.seen_value([(identity_hash("t", "s", "a"), 10)]), 0)
+    store.flush_restore()
+    assert store.expired_records(today=11) == [seen]
+    store.restore(seen, None, 1)
+    store.flush_restore()
+    assert store.expired_records(today=11) == []
+    store.close()
