@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.infra.artifacts import ProvisioningError, tail
 from ops.infra.java import java_executable
 from ops.infra.process import Service, port_open
 
@@ -88,7 +89,15 @@ logger.request.level = warn
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+    """16 random bytes, URL-safe base64 without padding, never starting with '-'.
+
+    A leading '-' would be read as an option by the storage tool's argument parser (Kafka's
+    own ``Uuid.randomUuid`` avoids it for the same reason).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_ready(bootstrap_servers: str, expected_brokers: int) -> bool:
@@ -133,11 +142,16 @@ def services(
             data.mkdir(parents=True, exist_ok=True)
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as out:
-                subprocess.run(
+                formatted = subprocess.run(
                     [java, f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
-                     "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                    stdout=out, stderr=subprocess.STDOUT, check=True,
+                     "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                     "-c", str(props)],
+                    stdout=out, stderr=subprocess.STDOUT, check=False,
                 )
+            if formatted.returncode != 0:
+                raise ProvisioningError(
+                    f"formatting {node.name}'s log directory failed; last lines of {log}:\n"
+                    f"{tail(log)}")
         marker = f"-Dmeterly.service={node.name}@{state}"
         bootstrap_one = f"{node.host}:{node.port}"
         result.append(
