@@ -21,8 +21,13 @@ from schemas.admin_v1 import ApiKey, Tenant
 log = logging.getLogger(__name__)
 
 
+def time_text(moment: datetime, timespec: str = "milliseconds") -> str:
+    """``moment`` as the RFC 3339 UTC text admin records carry (``...Z``)."""
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 def now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return time_text(datetime.now(UTC))
 
 
 def parse_time(text: str) -> datetime:

@@ -93,11 +93,11 @@ async def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:
                            f"tenant {tenant.id} is suspended; its keys are refused")
     limit = tenant.rate_limit_per_second or runtime.settings.rate_limit_per_second
     decision = runtime.limiter.take(key.id, limit)
-    request.state.rate_headers = decision.headers()
+    request.state.rate_headers = rate_headers = decision.headers()
     if not decision.allowed:
         raise ProblemError(429, "rate-limited", "Too many requests",
                            f"key {key.prefix}... is limited to {limit} requests per second",
-                           headers=decision.headers() | {"Retry-After": str(decision.retry_after)})
+                           headers=rate_headers | {"Retry-After": str(decision.retry_after)})
     runtime.last_used[key.id] = time.time()
     return tenant
 

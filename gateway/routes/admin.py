@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from gateway import api_keys
-from gateway.admin_view import now_text
+from gateway.admin_view import now_text, time_text
 from gateway.problems import ProblemError
 from gateway.routes.usage import read_usage
 from gateway.runtime import Operator, RuntimeDep
@@ -32,17 +32,12 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 def tenant_public(t: Tenant) -> TenantPublic:
-    return TenantPublic(
-        id=t.id, name=t.name, billing_email=t.billing_email, currency=t.currency,
-        status=t.status, plan=t.plan, webhook_url=t.webhook_url,
-        rate_limit_per_second=t.rate_limit_per_second, created_at=t.created_at,
-        updated_at=t.updated_at,
-    )
+    # The public model has exactly the record's fields.
+    return TenantPublic(**asdict(t))
 
 
 def key_public(k: ApiKey, last_used: float | None) -> KeyPublic:
-    used = (datetime.fromtimestamp(last_used, UTC).isoformat(timespec="seconds")
-            .replace("+00:00", "Z") if last_used else None)
+    used = time_text(datetime.fromtimestamp(last_used, UTC), "seconds") if last_used else None
     return KeyPublic(id=k.id, tenant_id=k.tenant_id, name=k.name, prefix=k.prefix,
                      created_at=k.created_at, last_used_at=used, revoked_at=k.revoked_at,
                      expires_at=k.expires_at)
@@ -174,8 +169,7 @@ async def rotate_key(tenant_id: str, key_id: str, body: KeyRotate, runtime: Runt
                            "a revoked key cannot be rotated; create a new key instead")
     created = await _new_key(runtime, _tenant(runtime, tenant_id), old.name)
     until = datetime.now(UTC) + timedelta(seconds=body.overlap_seconds)
-    await runtime.admin.publish(
-        replace(old, expires_at=until.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
+    await runtime.admin.publish(replace(old, expires_at=time_text(until)))
     return created
 
 

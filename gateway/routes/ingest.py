@@ -129,6 +129,18 @@ async def ingest_events(request: Request, tenant: CurrentTenant,
     return Response(payload, 200, media_type="application/json")
 
 
+async def _accept(runtime: RuntimeDep, tenant_id: str, events: list[UsageEvent],
+                  cid: str) -> None:
+    """Hand ``events`` to the sink; a Kafka failure becomes a 503 that says to retry."""
+    try:
+        await runtime.sink.accept(tenant_id, events, cid)
+    except DeliveryFailed as exc:
+        raise ProblemError(503, "ingest-unavailable", "Ingest unavailable",
+                           f"Kafka did not acknowledge the usage events ({exc}); nothing "
+                           "from this request was accepted, retry it",
+                           headers={"Retry-After": "1"}) from None
+
+
 async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
                   cid: str) -> dict[str, Any]:
     """Receipts as plain dicts (the ``IngestResult`` schema): this is the hot path, and
@@ -136,7 +148,7 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
     now = datetime.now(UTC)
     window = AcceptanceWindow.at(now, timedelta(seconds=runtime.settings.grace_seconds))
     receipts: list[dict[str, Any]] = []
-    accepted: list[tuple[int, UsageEvent, bytes]] = []
+    accepted: list[tuple[UsageEvent, bytes]] = []
     in_request: set[bytes] = set()
     for raw in raw_events:
         event_id = raw.get("id") if isinstance(raw, dict) else None
@@ -154,17 +166,11 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
             receipts.append({"id": event.id, "status": "duplicate", "reason": None})
             continue
         in_request.add(identity)
-        accepted.append((len(receipts), event, identity))
+        accepted.append((event, identity))
         receipts.append({"id": event.id, "status": "accepted", "reason": None})
     if accepted:
-        try:
-            await runtime.sink.accept(tenant_id, [e for _, e, _ in accepted], cid)
-        except DeliveryFailed as exc:
-            raise ProblemError(503, "ingest-unavailable", "Ingest unavailable",
-                               f"Kafka did not acknowledge the events ({exc}); nothing from "
-                               "this request was accepted, retry it",
-                               headers={"Retry-After": "1"}) from None
-        for _, _, identity in accepted:
+        await _accept(runtime, tenant_id, [e for e, _ in accepted], cid)
+        for _, identity in accepted:
             runtime.recent_ids.put(identity, True)
     counts = {s: sum(r["status"] == s for r in receipts) for s in ("accepted", "duplicate",
                                                                      "rejected")}
@@ -172,32 +178,16 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
             "rejected": counts["rejected"], "receipts": receipts}
 
 
-async def _metered(request: Request, name: str, tenant_id: str,
-                   runtime: RuntimeDep) -> Response:
+@router.api_route("/resources/{name}", methods=["GET", "POST"],
+                  response_model=ResourceResponse)
+async def metered_resource(name: str, request: Request, tenant: CurrentTenant,
+                           runtime: RuntimeDep) -> Response:
+    """A metered resource: answers, and records one usage event for meter ``name``."""
     if not METER_PATTERN.match(name):
         raise ProblemError(422, "invalid-meter", "Invalid meter name",
                            "a resource name may hold letters, digits, '.', '_', ':' and '-'")
     event = UsageEvent(id=uuid.uuid4().hex, source="meterly/gateway", meter=name,
                        time_ms=int(datetime.now(UTC).timestamp() * 1000), quantity=Decimal(1))
-    try:
-        await runtime.sink.accept(tenant_id, [event], correlation_id(request))
-    except DeliveryFailed as exc:
-        raise ProblemError(503, "ingest-unavailable", "Ingest unavailable",
-                           f"Kafka did not acknowledge the usage event ({exc}); retry",
-                           headers={"Retry-After": "1"}) from None
+    await _accept(runtime, tenant.id, [event], correlation_id(request))
     return Response(orjson.dumps({"resource": name, "event_id": event.id, "metered": True}),
                     media_type="application/json")
-
-
-@router.get("/resources/{name}", response_model=ResourceResponse)
-async def get_resource(name: str, request: Request, tenant: CurrentTenant,
-                       runtime: RuntimeDep) -> Response:
-    """A metered resource: answers, and records one usage event for meter ``name``."""
-    return await _metered(request, name, tenant.id, runtime)
-
-
-@router.post("/resources/{name}", response_model=ResourceResponse)
-async def post_resource(name: str, request: Request, tenant: CurrentTenant,
-                        runtime: RuntimeDep) -> Response:
-    """Same as GET: one usage event for meter ``name``."""
-    return await _metered(request, name, tenant.id, runtime)
