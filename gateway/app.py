@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -86,12 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         view = AdminView(kafka_bootstrap, ADMIN.full_name(settings.topic_prefix), producer)
         view.start()
         cluster, session = connect(cassandra_hosts)
-        processes = int(os.environ.get("METERLY_GATEWAY_PROCESSES", "1"))
         app.state.runtime = Runtime(
             settings=settings, admin_token=admin_token, producer=producer, admin=view,
             sink=UsageSink(producer, USAGE.full_name(settings.topic_prefix)),
             usage=UsageTable(session, settings.cassandra_keyspace),
-            limiter=RateLimiter(processes),
+            limiter=RateLimiter(settings.gateway_processes),
         )
         try:
             yield

@@ -104,12 +104,12 @@ def supervised_processes(settings: Settings, infra: Infra) -> list[object]:
         "METERLY_CASSANDRA_HOSTS": infra.cassandra_hosts,
         "METERLY_HOME": str(settings.home),
     }
-    counters = int(os.environ.get("METERLY_COUNTER_WORKERS", "1"))
     specs = [ProcessSpec("gateway", [sys.executable, "-m", "ops.cli", "gateway"], env)]
     for name in WORKERS:
         # Counting workers get stable ids: each id is a transactional id and a static
         # group member, so a restarted worker fences its predecessor at once.
-        ids = [str(i) for i in range(1, counters + 1)] if name == "counter" else ["1"]
+        ids = ([str(i) for i in range(1, settings.counter_workers + 1)] if name == "counter"
+               else ["1"])
         specs += [
             ProcessSpec(f"worker:{name}:{i}", [sys.executable, "-m", "ops.cli", "worker", name],
                         {**env, "METERLY_WORKER_ID": i})
@@ -154,7 +154,7 @@ def cmd_gateway(_args: argparse.Namespace) -> int:
 
     settings = get_settings()
     logs.configure("gateway")
-    processes = int(os.environ.get("METERLY_GATEWAY_PROCESSES", "1"))
+    processes = settings.gateway_processes
     # Several processes share the port (uvicorn's supervisor); each keeps its own state.
     uvicorn.run(
         "gateway.app:create_app",
@@ -172,20 +172,19 @@ def cmd_gateway(_args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from ops import logs
-    from processors.registry import WORKERS
+    from processors.registry import WORKERS, run_worker
 
     if args.name not in WORKERS:
         _say(f"unknown worker {args.name!r}; known: {', '.join(sorted(WORKERS)) or 'none'}")
         return 2
     settings = get_settings()
     logs.configure(f"worker:{args.name}")
-    metrics_port = os.environ.get("METERLY_METRICS_PORT")
-    if metrics_port:
+    if settings.metrics_port:
         from prometheus_client import start_http_server
 
         # Prometheus scrapes each worker here (mirror lag, among others).
-        start_http_server(int(metrics_port), addr=settings.host)
-    WORKERS[args.name](settings)
+        start_http_server(settings.metrics_port, addr=settings.host)
+    run_worker(args.name, settings)
     return 0
 
 

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     grace_seconds: int = Field(default=3600, ge=0)
     port: int = Field(default=3000, ge=1, le=65535)
     host: str = "127.0.0.1"
+    #: Gateway processes sharing the port; each enforces its share of every rate limit.
+    gateway_processes: int = Field(default=1, ge=1)
+    #: Counting workers ``meterly run`` starts.
+    counter_workers: int = Field(default=1, ge=1)
+    #: This worker's stable id: its transactional id and static group membership.
+    worker_id: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    #: Serve a worker's Prometheus metrics on this port (unset: not served).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: How often the counter forgets identities past their expiry, in seconds.
+    dedupe_sweep_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("topic_prefix")
     @classmethod

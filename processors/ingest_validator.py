@@ -11,18 +11,21 @@ a record; the counting worker's deduplication handles a client's own resends.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message
 
 from gateway.admin_view import AdminView
 from ops.settings import Settings
 from processors.kafka_messages import data_messages
-from processors.periods import rejection_for_time
-from processors.transactions import commit_or_rewind, exit_for_restart
+from processors.periods import AcceptanceWindow
+from processors.transactions import (
+    commit_or_rewind,
+    exit_for_restart,
+    transactional_producer,
+)
 from schemas import usage_v1
 from schemas.cloudevents import EventRejected, to_usage_event
 from schemas.cloudevents_kafka import record_to_event
@@ -53,16 +56,10 @@ class IngestValidator:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 10_000,
         })
-        self.producer = Producer({
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "transactional.id": f"{prefix}ingest-validator-{worker_id}",
-            "transaction.timeout.ms": 15_000,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 2,
-            "compression.type": "lz4",
-            "message.max.bytes": 4 * 2**20,
-        })
+        self.producer = transactional_producer(
+            settings.kafka_bootstrap, f"{prefix}ingest-validator-{worker_id}",
+            **{"message.max.bytes": 4 * 2**20},
+        )
         # Tenants are known from the admin topic, as in the gateway; events for an unknown
         # tenant would never reach an invoice, so they go to the dead-letter topic.
         self.tenants = AdminView(settings.kafka_bootstrap, ADMIN.full_name(prefix), None)
@@ -82,7 +79,8 @@ class IngestValidator:
         self.consumer.close()
         self.tenants.stop()
 
-    def validate(self, msg: Message, now: datetime) -> tuple[str, UsageEvent]:
+    def validate(self, msg: Message, now: datetime,
+                 window: AcceptanceWindow) -> tuple[str, UsageEvent]:
         key = msg.key()
         tenant_id = key.decode("utf-8", errors="replace") if key else ""
         if not tenant_id:
@@ -93,19 +91,20 @@ class IngestValidator:
         if tenant.status == "suspended":
             raise EventRejected(f"tenant {tenant_id} is suspended")
         event = to_usage_event(record_to_event(msg.value(), msg.headers()), now)
-        why = rejection_for_time(event.time, now, self.grace)
+        why = window.rejection(event.time_ms)
         if why:
             raise EventRejected(why)
         return tenant_id, event
 
     def _process(self, messages: list[Message]) -> None:
         now = datetime.now(UTC)
+        window = AcceptanceWindow.at(now, self.grace)
         valid: dict[str, list[UsageEvent]] = defaultdict(list)
         self.producer.begin_transaction()
         rejected = 0
         for msg in data_messages(messages):
             try:
-                tenant_id, event = self.validate(msg, now)
+                tenant_id, event = self.validate(msg, now, window)
             except EventRejected as exc:
                 rejected += 1
                 headers = [*(msg.headers() or []),
@@ -129,7 +128,7 @@ class IngestValidator:
 
 
 def run_worker(settings: Settings) -> None:
-    validator = IngestValidator(settings, os.environ.get("METERLY_WORKER_ID", "1"))
+    validator = IngestValidator(settings, settings.worker_id)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _s, _f: validator.stop())
     exit_for_restart(validator.run)

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from importlib import import_module
 
 from ops.settings import Settings
 
-
-def _counter(settings: Settings) -> None:
-    from processors.usage_counter import run_worker
-
-    run_worker(settings)
-
-
-def _mirror(settings: Settings) -> None:
-    from processors.usage_mirror import run_worker
-
-    run_worker(settings)
-
-
-def _ingest_validator(settings: Settings) -> None:
-    from processors.ingest_validator import run_worker
-
-    run_worker(settings)
-
-
-def _admin_applier(settings: Settings) -> None:
-    from processors.admin_applier import run_worker
-
-    run_worker(settings)
-
-
-#: Worker name -> function that runs the worker until it is stopped (SIGTERM).
-WORKERS: dict[str, Callable[[Settings], None]] = {
-    "counter": _counter,
-    "mirror": _mirror,
-    "ingest-validator": _ingest_validator,
-    "admin-applier": _admin_applier,
+#: Worker name -> the module whose ``run_worker(settings)`` runs it until SIGTERM. Imported
+#: only when started, so one worker's process loads none of the others' dependencies.
+WORKERS: dict[str, str] = {
+    "counter": "processors.usage_counter",
+    "mirror": "processors.usage_mirror",
+    "ingest-validator": "processors.ingest_validator",
+    "admin-applier": "processors.admin_applier",
 }
+
+
+def run_worker(name: str, settings: Settings) -> None:
+    import_module(WORKERS[name]).run_worker(settings)

@@ -5,12 +5,35 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from processors.kafka_retry import with_retries
 
 log = logging.getLogger(__name__)
+
+
+TRANSACTION_TIMEOUT_MS = 15_000
+
+
+def transactional_producer(bootstrap: str, transactional_id: str, **extra: Any) -> Producer:
+    """The producer of a consume-transform-produce worker.
+
+    ``transactional_id`` must be stable per worker: a restarted worker fences its dead
+    predecessor and aborts that predecessor's open transaction at once, instead of after
+    the transaction timeout.
+    """
+    return Producer({
+        "bootstrap.servers": bootstrap,
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "compression.type": "lz4",
+        **extra,
+    })
 
 
 def exit_for_restart(run: Callable[[], None]) -> None:

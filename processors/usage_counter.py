@@ -31,7 +31,6 @@ Any error in a transaction ends the process; the supervisor restarts it and step
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections.abc import Iterable
@@ -43,7 +42,6 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
 
@@ -53,7 +51,11 @@ from processors.kafka_messages import data_messages
 from processors.kafka_retry import with_retries
 from processors.partition_store import PartitionStore
 from processors.periods import day_number
-from processors.transactions import commit_or_rewind, exit_for_restart
+from processors.transactions import (
+    commit_or_rewind,
+    exit_for_restart,
+    transactional_producer,
+)
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
 from schemas.counter_changelog_v1 import CounterKey
@@ -63,7 +65,6 @@ log = logging.getLogger(__name__)
 
 GROUP = "counter"
 BATCH_RECORDS = 500
-TRANSACTION_TIMEOUT_MS = 15_000
 
 
 @dataclass
@@ -127,18 +128,10 @@ class CountingWorker:
             "queued.max.messages.kbytes": 16 * 1024,
             "fetch.max.bytes": 8 * 2**20,
         })
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap,
-            # Stable per worker: a restarted worker fences its dead predecessor and aborts
-            # that predecessor's open transaction at once, instead of after the timeout.
-            "transactional.id": f"{settings.topic_prefix}counter-{worker_id}",
-            "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 2,
-            "compression.type": "lz4",
-            "on_delivery": self._delivered,
-        })
+        self.producer = transactional_producer(
+            bootstrap, f"{settings.topic_prefix}counter-{worker_id}",
+            on_delivery=self._delivered,
+        )
 
     # Kafka callbacks ---------------------------------------------------------------------
 
@@ -233,7 +226,7 @@ class CountingWorker:
             [self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-        sweep_every = float(os.environ.get("METERLY_DEDUPE_SWEEP_SECONDS", "3600"))
+        sweep_every = self.settings.dedupe_sweep_seconds
         last_sweep = time.monotonic()
         while not self._stop:
             messages = self.consumer.consume(num_messages=BATCH_RECORDS, timeout=0.1)
@@ -323,8 +316,8 @@ class CountingWorker:
                      dropped, len(keys))
 
 
-def run_worker(settings: Settings, worker_id: str | None = None) -> None:
-    worker = CountingWorker(settings, worker_id or os.environ.get("METERLY_WORKER_ID", "1"))
+def run_worker(settings: Settings) -> None:
+    worker = CountingWorker(settings, settings.worker_id)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _s, _f: worker.stop())
     exit_for_restart(worker.run)

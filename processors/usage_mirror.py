@@ -13,11 +13,12 @@ import signal
 import time
 from decimal import Decimal
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Gauge
 
 from ops.settings import Settings
 from processors.kafka_messages import data_messages
+from processors.kafka_offsets import consumer_lag
 from processors.kafka_retry import with_retries
 from schemas import counter_changelog_v1 as changelog
 from schemas.counter_changelog_v1 import CounterKey
@@ -90,13 +91,7 @@ class MirrorWorker:
         assigned = self.consumer.assignment()
         if not assigned:
             return
-        lag = 0
-        for tp in self.consumer.committed(assigned, timeout=5):
-            _low, high = self.consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=5, cached=False
-            )
-            lag += max(0, high - max(tp.offset, 0))
-        MIRROR_LAG.set(lag)
+        MIRROR_LAG.set(consumer_lag(self.consumer, assigned, timeout=5))
 
 
 def run_worker(settings: Settings) -> None:

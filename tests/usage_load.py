@@ -17,6 +17,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ops.settings import Settings
+from processors.kafka_offsets import consumer_lag
 from processors.kafka_retry import with_retries
 from processors.periods import period_of_ms
 from schemas import counter_changelog_v1 as changelog
@@ -185,13 +186,7 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int:
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         tps = [TopicPartition(topic, p) for p in meta.partitions]
-        committed = with_retries(lambda: consumer.committed(tps, timeout=30), "committed")
-        lag = 0
-        for tp in committed:
-            _low, high = with_retries(lambda tp=tp: consumer.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=10, cached=False), "watermarks")
-            lag += max(0, high - max(tp.offset, 0))
-        return lag
+        return with_retries(lambda: consumer_lag(consumer, tps, timeout=30), "group lag")
     finally:
         consumer.close()
 

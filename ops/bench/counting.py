@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ops.infra.process import resident_bytes
 from ops.settings import get_settings
 from ops.topics import ensure_topics
+from processors.kafka_offsets import consumer_lag
 from processors.usage_counter import GROUP
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
@@ -85,13 +86,7 @@ def bare_loop(bootstrap: str, topic: str, events: int) -> float:
 
 
 def lag(consumer: Consumer, topic: str, partitions: int) -> int:
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    total = 0
-    for tp in consumer.committed(tps, timeout=10):
-        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition),
-                                                    timeout=10, cached=False)
-        total += high - max(tp.offset, 0)
-    return total
+    return consumer_lag(consumer, [TopicPartition(topic, p) for p in range(partitions)])
 
 
 def worker_run(bootstrap: str, prefix: str, home: Path, events: int) -> tuple[float, int, int]:

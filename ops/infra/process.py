@@ -218,12 +218,7 @@ def _wait_ready(service: Service, timeout: float, proc: subprocess.Popen[bytes] 
 
 def stop(service: Service, grace: float = 60.0) -> bool:
     """Stop ``service`` (SIGTERM, then SIGKILL after ``grace`` seconds); True if it ran."""
-    pid = running_pid(service)
-    service.pidfile.unlink(missing_ok=True)
-    if pid is None:
-        return False
-    _terminate(pid, grace)
-    return True
+    return bool(stop_all([service], grace))
 
 
 def stop_all(services: Sequence[Service], grace: float = 60.0) -> list[str]:
