@@ -49,6 +49,25 @@ class Settings(BaseSettings):
     #: How often the counter forgets identities past their expiry, in seconds.
     dedupe_sweep_seconds: float = Field(default=3600.0, gt=0)
 
+    # Billing
+    #: Invoice numbers read <prefix>-<year>-<sequence>, gapless per prefix and year.
+    invoice_prefix: str = Field(default="MTR", pattern=r"^[A-Z0-9]{1,10}$")
+    #: The seller block of every invoice.
+    issuer_name: str = "Meterly"
+    #: Address lines of the seller, separated by "|".
+    issuer_address: str = ""
+    issuer_email: str | None = None
+    issuer_tax_id: str | None = None
+    #: Days from issue to due date, unless the tenant sets its own terms.
+    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    #: How often the billing agent looks for periods to close, in seconds.
+    billing_tick_seconds: float = Field(default=30.0, gt=0)
+    #: Read "now" from this file (an RFC 3339 time) instead of the system clock: tests and
+    #: demos move billing time forward by writing it. Never set in production.
+    clock_file: Path | None = None
+
+    # Object store (invoice PDFs)
+
     @field_validator("topic_prefix")
     @classmethod
     def _legal_topic_prefix(cls, value: str) -> str:
