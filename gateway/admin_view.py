@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from gateway.kafka_io import AsyncProducer
 from schemas import admin_v1
-from schemas.admin_v1 import ApiKey, Tenant
+from schemas.admin_v1 import AdminEntity, ApiKey, CreditRecord, PlanVersion, Subscription, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ class AdminView:
         self.tenants: dict[str, Tenant] = {}
         self.keys: dict[str, ApiKey] = {}
         self._by_hash: dict[str, ApiKey] = {}
+        self.plans: dict[tuple[str, int], PlanVersion] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.credits: dict[str, CreditRecord] = {}
         self._caught_up = threading.Event()
         self._running = True
         self._consumer = Consumer({
@@ -85,21 +88,41 @@ class AdminView:
                     log.warning("admin topic: %s", err)
                 continue
             value = msg.value()
-            if value is not None:
-                self.apply(admin_v1.decode(value))
+            if value is None:
+                continue
+            try:
+                entity = admin_v1.decode(value)
+            except (ValueError, TypeError):
+                # A record this version cannot read (written by a newer one) must not stop
+                # the view from following the topic.
+                log.exception("unreadable admin record at offset %s", msg.offset())
+                continue
+            self.apply(entity)
         self._consumer.close()
 
-    def apply(self, entity: Tenant | ApiKey) -> None:
+    def apply(self, entity: AdminEntity) -> None:
         with self._lock:
             if isinstance(entity, Tenant):
                 current = self.tenants.get(entity.id)
                 if current is None or current.updated_at <= entity.updated_at:
                     self.tenants[entity.id] = entity
-            else:
+            elif isinstance(entity, ApiKey):
                 self.keys[entity.id] = entity
                 self._by_hash[entity.hash] = entity
+            elif isinstance(entity, PlanVersion):
+                self.plans[(entity.name, entity.version)] = entity
+            elif isinstance(entity, Subscription):
+                current_sub = self.subscriptions.get(entity.tenant_id)
+                if current_sub is None or current_sub.updated_at <= entity.updated_at:
+                    self.subscriptions[entity.tenant_id] = entity
+            else:
+                self.credits[entity.id] = entity
 
-    async def publish(self, entity: Tenant | ApiKey) -> None:
+    def latest_plan(self, name: str) -> PlanVersion | None:
+        versions = [v for (n, v) in self.plans if n == name]
+        return self.plans[(name, max(versions))] if versions else None
+
+    async def publish(self, entity: AdminEntity) -> None:
         if self._producer is None:
             raise RuntimeError("this admin view is read-only")
         await self._producer.send(self.topic, admin_v1.encode(entity), key=entity.record_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,14 +17,17 @@ from gateway import problems
 from gateway.admin_view import AdminView
 from gateway.health import Dependencies
 from gateway.kafka_io import AsyncProducer
+from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
-from gateway.routes import admin, ingest, usage
+from gateway.routes import admin, files, ingest, invoices, plans, usage
 from gateway.runtime import Runtime
 from gateway.usage_sink import UsageSink
 from ops.admin_token import read_admin_token
 from ops.settings import Settings, get_settings
 from schemas.topics import ADMIN, USAGE
 from storage.cassandra import connect
+from storage.invoices import InvoiceStore
+from storage.object_store import open_object_store
 from storage.usage_mirror import UsageTable
 
 _HOME = """<!doctype html>
@@ -68,6 +72,12 @@ class RateLimitHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def link_secret(admin_token: str) -> bytes:
+    """The key that signs PDF download links, derived from the operator token: one secret
+    less to manage, and rotating the token also invalidates outstanding links."""
+    return hashlib.sha256(b"meterly-file-links\x00" + admin_token.encode()).digest()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     kafka_bootstrap, cassandra_hosts = settings.kafka_bootstrap, settings.cassandra_hosts
@@ -85,11 +95,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         view = AdminView(kafka_bootstrap, ADMIN.full_name(settings.topic_prefix), producer)
         view.start()
         cluster, session = connect(cassandra_hosts)
+        secret = link_secret(admin_token)
+        objects = open_object_store(settings, settings.public_base_url, secret)
+        app.state.object_store, app.state.link_secret = objects, secret
+        usage_table = UsageTable(session, settings.cassandra_keyspace)
         app.state.runtime = Runtime(
             settings=settings, admin_token=admin_token, producer=producer, admin=view,
             sink=UsageSink(producer, USAGE.full_name(settings.topic_prefix)),
-            usage=UsageTable(session, settings.cassandra_keyspace),
+            usage=usage_table,
             limiter=RateLimiter(settings.gateway_processes),
+            invoices=InvoiceStore(session, settings.cassandra_keyspace), objects=objects,
+            quotas=Quotas(view, usage_table),
         )
         try:
             yield
@@ -104,6 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(usage.router)
     app.include_router(admin.router)
+    app.include_router(plans.router)
+    app.include_router(invoices.router)
+    app.include_router(files.router)
 
     app.add_middleware(RateLimitHeaders)
 

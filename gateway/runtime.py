@@ -13,11 +13,14 @@ from gateway import api_keys
 from gateway.admin_view import AdminView
 from gateway.kafka_io import AsyncProducer
 from gateway.problems import ProblemError
+from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
 from gateway.recent import Recent
 from gateway.usage_sink import UsageSink
 from ops.settings import Settings
 from schemas.admin_v1 import Tenant
+from storage.invoices import InvoiceStore
+from storage.object_store import ObjectStore
 from storage.usage_mirror import UsageTable
 
 
@@ -37,6 +40,9 @@ class Runtime:
     sink: UsageSink
     usage: UsageTable
     limiter: RateLimiter
+    invoices: InvoiceStore
+    objects: ObjectStore
+    quotas: Quotas
     #: Identities this process saw accepted, for ``duplicate`` receipts.
     recent_ids: Recent[bytes, bool] = field(default_factory=lambda: Recent(200_000))
     idempotency: Recent[tuple[str, str], IdempotentResponse | None] = field(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ops.infra.artifacts import ProvisioningError
-from ops.infra.stack import COMPONENTS, Component, LocalStack, Mode
+from ops.infra.stack import ALL_COMPONENTS, COMPONENTS, Component, LocalStack, Mode
 from ops.settings import Settings, get_settings
 
 log = logging.getLogger("meterly")
@@ -77,10 +77,16 @@ def cmd_infra(args: argparse.Namespace) -> int:
     components: tuple[Component, ...] = (args.only,) if args.only else COMPONENTS
     if args.action == "up":
         stack.up(components)
-        _say(f"Kafka at {stack.kafka_bootstrap}, Cassandra at {stack.cassandra_hosts}")
+        if args.only != "s3":
+            _say(f"Kafka at {stack.kafka_bootstrap}, Cassandra at {stack.cassandra_hosts}")
+        else:
+            keys = stack.s3_credentials()
+            _say(f"S3Proxy at {stack.s3_endpoint}, access key {keys.access_key} "
+                 f"(both keys in {stack.s3_credentials_file})")
         _say(f"logs in {stack.logs}")
     elif args.action == "down":
-        stopped = stack.down(components)
+        # Without --only, down also stops an S3Proxy started with `up --only s3`.
+        stopped = stack.down((args.only,) if args.only else ALL_COMPONENTS)
         _say(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     else:
         rows = stack.status()
@@ -199,11 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterly", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    infra = sub.add_parser("infra", help="local Kafka and Cassandra: up, down, status")
+    infra = sub.add_parser("infra", help="local Kafka and Cassandra (S3Proxy with --only s3): "
+                           "up, down, status")
     infra.add_argument("action", choices=["up", "down", "status"])
     infra.add_argument("--cluster", action="store_true",
                        help="three Kafka brokers and three Cassandra nodes (fault tests)")
-    infra.add_argument("--only", choices=list(COMPONENTS))
+    infra.add_argument("--only", choices=list(ALL_COMPONENTS),
+                       help="one component; s3 (S3Proxy) starts only when named here")
     infra.set_defaults(func=cmd_infra)
 
     run = sub.add_parser("run", help="provision what is not configured and run everything")

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     grace_seconds: int = Field(default=3600, ge=0)
     port: int = Field(default=3000, ge=1, le=65535)
     host: str = "127.0.0.1"
+    #: The gateway's address as clients reach it (download links); default http://host:port.
+    public_url: str | None = None
     #: Gateway processes sharing the port; each enforces its share of every rate limit.
     gateway_processes: int = Field(default=1, ge=1)
     #: Counting workers ``meterly run`` starts.
@@ -67,6 +69,19 @@ class Settings(BaseSettings):
     clock_file: Path | None = None
 
     # Object store (invoice PDFs)
+    #: Where invoice PDFs are kept: unset, the local directory ``<home>/objects``;
+    #: ``s3://bucket[/prefix]`` for S3 or an S3-compatible store (S3Proxy, MinIO).
+    object_store_url: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
+    #: Endpoint of an S3-compatible store ("http://127.0.0.1:8081"). Unset: AWS S3.
+    s3_endpoint_url: str | None = None
+    #: S3 access key id. Unset (with the secret key): boto3's own credential chain.
+    s3_access_key: str | None = None
+    #: S3 secret access key, set together with the access key.
+    s3_secret_key: str | None = None
+    #: Region of the bucket; requests are signed for it.
+    s3_region: str = "us-east-1"
 
     @field_validator("topic_prefix")
     @classmethod
@@ -82,6 +97,10 @@ class Settings(BaseSettings):
         if not value.replace("_", "a").isalnum() or not value[0].isalpha() or len(value) > 48:
             raise ValueError("keyspace must start with a letter and hold letters, digits, '_'")
         return value.lower()
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def cache_dir(self) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 import faust
 
 from ops.settings import Settings
+from processors.transactions import exit_now
 from schemas import admin_v1
 from schemas.topics import ADMIN
 from storage.admin_tables import AdminTables
@@ -50,8 +51,15 @@ def build_app(settings: Settings) -> faust.App:
             if value is None:
                 continue
             entity = admin_v1.decode(value)
-            # The driver blocks; keep the event loop (and Faust's heartbeats) free.
-            await loop.run_in_executor(None, tables.write, entity, event.message.offset)
+            if not isinstance(entity, admin_v1.Tenant | admin_v1.ApiKey):
+                # Plans, assignments and credits are read from the topic by the billing
+                # agent and the gateways; Cassandra holds the tables key lookups need.
+                continue
+            try:
+                # The driver blocks; keep the event loop (and Faust's heartbeats) free.
+                await loop.run_in_executor(None, tables.write, entity, event.message.offset)
+            except Exception:  # noqa: BLE001 - any failure means exit and restart
+                exit_now()
 
     return app
 

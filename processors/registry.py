@@ -13,6 +13,8 @@ WORKERS: dict[str, str] = {
     "mirror": "processors.usage_mirror",
     "ingest-validator": "processors.ingest_validator",
     "admin-applier": "processors.admin_applier",
+    "billing": "processors.billing",
+    "invoice-renderer": "processors.invoice_renderer",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
@@ -36,6 +36,17 @@ def transactional_producer(bootstrap: str, transactional_id: str, **extra: Any) 
     })
 
 
+def exit_now() -> NoReturn:
+    """Log the error being handled and exit with status 1, without cleanup.
+
+    Faust logs a crashed agent and keeps the worker running without it; a worker that has
+    silently stopped processing is worse than one that restarts.
+    """
+    log.exception("worker failed; exiting so that it is restarted")
+    logging.shutdown()
+    os._exit(1)
+
+
 def exit_for_restart(run: Callable[[], None]) -> None:
     """Run a transactional worker; on any error, log it and exit at once with status 1.
 
@@ -45,10 +56,8 @@ def exit_for_restart(run: Callable[[], None]) -> None:
     """
     try:
         run()
-    except Exception:
-        log.exception("worker failed; exiting so that it is restarted")
-        logging.shutdown()
-        os._exit(1)
+    except Exception:  # noqa: BLE001 - any failure means exit and restart
+        exit_now()
 
 
 def commit_or_rewind(producer: Producer, consumer: Consumer) -> bool:

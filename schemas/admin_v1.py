@@ -1,8 +1,10 @@
-"""``admin.v1`` records: tenants and API keys, one compacted record per entity.
+"""``admin.v1`` records: tenants, API keys, plans, plan assignments and credits.
 
-Key ``tenant:<id>`` or ``key:<id>``; value JSON with ``"v": 1`` and ``"kind"``. Every gateway
-process reads the whole topic into memory at start and follows its tail, which is how a new
-or revoked key reaches every process within a second. Times are RFC 3339 UTC strings.
+One compacted record per entity. Key ``tenant:<id>``, ``key:<id>``, ``plan:<name>:<version>``
+(plan versions are immutable), ``subscription:<tenant id>`` or ``credit:<id>``; value JSON
+with ``"v": 1`` and ``"kind"``. Every gateway process reads the whole topic into memory at
+start and follows its tail, which is how a new or revoked key reaches every process within
+a second. Times are RFC 3339 UTC strings.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ class Tenant:
     webhook_url: str | None = None
     #: Token bucket refill per second for each of the tenant's keys; None = the default.
     rate_limit_per_second: int | None = None
+    #: Tax rate in percent as a decimal string ("19"); None: no tax line.
+    tax_rate: str | None = None
+    #: Days from issue to due date; None: the deployment's default.
+    payment_terms_days: int | None = None
+    #: Postal address lines for the invoice's buyer block.
+    billing_address: tuple[str, ...] = ()
 
     @property
     def record_key(self) -> bytes:
@@ -53,18 +61,84 @@ class ApiKey:
         return f"key:{self.id}".encode()
 
 
-def encode(entity: Tenant | ApiKey) -> bytes:
-    kind = "tenant" if isinstance(entity, Tenant) else "api_key"
-    return orjson.dumps({"v": VERSION, "kind": kind, **asdict(entity)})
+@dataclass(frozen=True)
+class PlanVersion:
+    """One immutable version of a plan; ``spec`` is the ``PlanSpec`` JSON (schemas.plans_v1)."""
+
+    name: str
+    version: int
+    created_at: str
+    spec: dict[str, Any]
+
+    @property
+    def record_key(self) -> bytes:
+        return f"plan:{self.name}:{self.version}".encode()
 
 
-def decode(raw: bytes) -> Tenant | ApiKey:
+@dataclass(frozen=True)
+class Assignment:
+    plan: str
+    version: int
+    #: RFC 3339 UTC; the plan applies from this moment until the next assignment's.
+    effective_from: str
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A tenant's plan history: every assignment, oldest first."""
+
+    tenant_id: str
+    assignments: tuple[Assignment, ...]
+    updated_at: str
+
+    @property
+    def record_key(self) -> bytes:
+        return f"subscription:{self.tenant_id}".encode()
+
+
+@dataclass(frozen=True)
+class CreditRecord:
+    """A prepaid credit grant or a one-off credit note. Amounts are exact decimal strings."""
+
+    id: str
+    tenant_id: str
+    #: Not ``kind``: that key names the record type in the JSON.
+    credit_kind: Literal["grant", "credit_note"]
+    amount: str
+    currency: str
+    description: str
+    created_at: str
+    expires_at: str | None = None
+
+    @property
+    def record_key(self) -> bytes:
+        return f"credit:{self.id}".encode()
+
+
+AdminEntity = Tenant | ApiKey | PlanVersion | Subscription | CreditRecord
+_KINDS: dict[type, str] = {Tenant: "tenant", ApiKey: "api_key", PlanVersion: "plan",
+                           Subscription: "subscription", CreditRecord: "credit"}
+
+
+def encode(entity: AdminEntity) -> bytes:
+    return orjson.dumps({"v": VERSION, "kind": _KINDS[type(entity)], **asdict(entity)})
+
+
+def decode(raw: bytes) -> AdminEntity:
     doc: dict[str, Any] = orjson.loads(raw)
     if doc.pop("v", None) != VERSION:
         raise ValueError("unsupported admin record version")
     kind = doc.pop("kind")
     if kind == "tenant":
+        doc["billing_address"] = tuple(doc.get("billing_address", ()))
         return Tenant(**doc)
     if kind == "api_key":
         return ApiKey(**doc)
+    if kind == "plan":
+        return PlanVersion(**doc)
+    if kind == "subscription":
+        doc["assignments"] = tuple(Assignment(**a) for a in doc["assignments"])
+        return Subscription(**doc)
+    if kind == "credit":
+        return CreditRecord(**doc)
     raise ValueError(f"unknown admin record kind {kind!r}")

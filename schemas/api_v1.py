@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
@@ -19,9 +21,13 @@ class TenantCreate(_Strict):
     name: str = Field(min_length=1, max_length=200)
     billing_email: EmailStr
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    plan: str | None = Field(default=None, max_length=100)
+    plan: str | None = Field(default=None, max_length=100,
+                             description="assign the latest version of this plan from now")
     webhook_url: HttpUrl | None = None
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
+    tax_rate: Decimal | None = Field(default=None, ge=0, le=100, description="percent")
+    payment_terms_days: int | None = Field(default=None, ge=0, le=365)
+    billing_address: list[str] = Field(default_factory=list, max_length=6)
 
 
 class TenantUpdate(_Strict):
@@ -30,6 +36,9 @@ class TenantUpdate(_Strict):
     plan: str | None = Field(default=None, max_length=100)
     webhook_url: HttpUrl | None = None
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
+    tax_rate: Decimal | None = Field(default=None, ge=0, le=100, description="percent")
+    payment_terms_days: int | None = Field(default=None, ge=0, le=365)
+    billing_address: list[str] | None = Field(default=None, max_length=6)
 
 
 class TenantPublic(BaseModel):
@@ -41,6 +50,9 @@ class TenantPublic(BaseModel):
     plan: str | None
     webhook_url: str | None
     rate_limit_per_second: int | None
+    tax_rate: str | None = None
+    payment_terms_days: int | None = None
+    billing_address: list[str] = Field(default_factory=list)
     created_at: str
     updated_at: str
 
@@ -103,3 +115,131 @@ class ResourceResponse(BaseModel):
     resource: str
     event_id: str
     metered: bool = True
+
+
+# ---- billing ------------------------------------------------------------------------------
+
+
+class PlanAssign(_Strict):
+    plan: str = Field(max_length=64)
+    version: int | None = Field(default=None, ge=1, description="default: the latest version")
+    effective_from: datetime | None = Field(
+        default=None, description="RFC 3339; default: now. A change inside a period prorates "
+        "flat fees by the second; usage is priced at the plan in force at the period's end")
+
+
+class AssignmentPublic(BaseModel):
+    plan: str
+    version: int
+    effective_from: str
+
+
+class SubscriptionPublic(BaseModel):
+    tenant_id: str
+    assignments: list[AssignmentPublic]
+
+
+class CreditCreate(_Strict):
+    kind: Literal["grant", "credit_note"] = "grant"
+    amount: Decimal = Field(gt=0, description="in the tenant's currency; send as a string")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    description: str = Field(min_length=1, max_length=200)
+    expires_at: datetime | None = None
+
+
+class CreditPublic(BaseModel):
+    id: str
+    tenant_id: str
+    kind: Literal["grant", "credit_note"]
+    amount: str
+    currency: str
+    description: str
+    created_at: str
+    expires_at: str | None
+    remaining: str = Field(description="not yet spent by finalized invoices")
+    expired: bool
+
+
+class CloseRequest(_Strict):
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    tenant_ids: list[str] | None = Field(
+        default=None, description="default: every tenant with a plan in the period")
+
+
+class CloseAccepted(BaseModel):
+    period: str
+    invoices: dict[str, str] = Field(description="tenant id -> the invoice id it will have")
+
+
+class MoneyPublic(BaseModel):
+    amount: str
+    currency: str
+
+
+class PartyPublic(BaseModel):
+    name: str
+    address: list[str]
+    email: str | None
+    tax_id: str | None
+
+
+class TierPublic(BaseModel):
+    tier: int
+    quantity: str
+    unit_price: str
+    flat_fee: str
+    amount: str
+
+
+class LinePublic(BaseModel):
+    kind: Literal["usage", "flat_fee", "minimum", "adjustment"]
+    description: str
+    period: str
+    amount: MoneyPublic
+    meter: str | None
+    quantity: str | None
+    included: str
+    tiers: list[TierPublic]
+
+
+class CreditAppliedPublic(BaseModel):
+    credit_id: str
+    kind: str
+    description: str
+    amount: MoneyPublic
+    remaining: MoneyPublic
+
+
+class InvoicePublic(BaseModel):
+    id: str
+    number: str | None
+    status: Literal["draft", "finalized", "void"]
+    tenant_id: str
+    period: str
+    period_start: str
+    period_end: str
+    currency: str
+    seller: PartyPublic
+    buyer: PartyPublic
+    plan: str
+    plan_version: int
+    lines: list[LinePublic]
+    subtotal: MoneyPublic
+    tax_rate: str | None
+    tax: MoneyPublic
+    total: MoneyPublic
+    credits: list[CreditAppliedPublic]
+    credits_applied: MoneyPublic
+    amount_due: MoneyPublic
+    credit_balance: MoneyPublic
+    issued_at: str
+    due_at: str
+    finalized_at: str | None
+    voided_at: str | None
+    pdf_sha256: str | None
+    pdf_url: str | None = Field(default=None, description="expiring download link")
+
+
+class InvoicePage(BaseModel):
+    data: list[InvoicePublic]
+    next_cursor: str | None

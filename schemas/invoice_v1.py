@@ -36,6 +36,13 @@ def _from_time(s: str | None) -> datetime | None:
     return None if s is None else datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
+def _required_time(d: dict[str, Any], name: str) -> datetime:
+    value = _from_time(d.get(name))
+    if value is None:
+        raise ValueError(f"invoice document without {name}")
+    return value
+
+
 def _dec(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
@@ -89,9 +96,8 @@ def to_dict(doc: InvoiceDocument) -> dict[str, Any]:
 def from_dict(d: dict[str, Any]) -> InvoiceDocument:
     if d.get("v") != VERSION:
         raise ValueError(f"unsupported invoice document version {d.get('v')!r}")
-    start, end = _from_time(d["period_start"]), _from_time(d["period_end"])
-    issued, due = _from_time(d["issued_at"]), _from_time(d["due_at"])
-    assert start and end and issued and due
+    start, end = _required_time(d, "period_start"), _required_time(d, "period_end")
+    issued, due = _required_time(d, "issued_at"), _required_time(d, "due_at")
     return InvoiceDocument(
         id=d["id"], tenant_id=d["tenant_id"], period=d["period"], period_start=start,
         period_end=end, currency=d["currency"], seller=_from_party(d["seller"]),
@@ -124,3 +130,18 @@ def encode(doc: InvoiceDocument) -> bytes:
 
 def decode(raw: bytes | str) -> InvoiceDocument:
     return from_dict(orjson.loads(raw))
+
+
+#: Event types on the invoices topic.
+FINALIZED = "invoice.finalized"
+VOIDED = "invoice.voided"
+
+
+def encode_event(kind: str, doc: InvoiceDocument) -> bytes:
+    """An invoices-topic record: ``{"type": "invoice.finalized", "invoice": {...}}``."""
+    return orjson.dumps({"type": kind, "invoice": to_dict(doc)})
+
+
+def decode_event(raw: bytes) -> tuple[str, InvoiceDocument]:
+    doc = orjson.loads(raw)
+    return doc["type"], from_dict(doc["invoice"])

@@ -62,9 +62,15 @@ ADMIN = TopicSpec(
 )
 INVOICES = TopicSpec(
     "invoices.v1", 4, "delete", 400 * DAY_MS,
-    "invoice events emitted when a tenant's billing period closes",
+    "invoice events (invoice.finalized, invoice.voided), keyed by tenant",
+)
+# Keyed by tenant: one tenant's closes run one after another on one billing worker, which
+# is what keeps two invoices of a tenant from spending the same credit.
+BILLING_COMMANDS = TopicSpec(
+    "billing-commands.v1", 4, "delete", 30 * DAY_MS,
+    "requests to close a tenant's period, from the billing timer, the API and the CLI",
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    USAGE, COUNTER_CHANGELOG, INGEST, INGEST_DEAD_LETTER, ADMIN, INVOICES,
+    USAGE, COUNTER_CHANGELOG, INGEST, INGEST_DEAD_LETTER, ADMIN, INVOICES, BILLING_COMMANDS,
 )

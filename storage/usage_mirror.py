@@ -53,6 +53,12 @@ class UsageTable:
             if not ok:
                 raise RuntimeError(f"mirror write failed: {outcome}")
 
+    def read_many(self, keys: list[tuple[str, str]]) -> list[dict[str, Decimal]]:
+        """Quantity per meter for each ``(tenant, period)``, in order."""
+        results = execute_concurrent_with_args(self._session, self._read, keys, concurrency=64,
+                                               raise_on_first_error=True)
+        return [{r.meter: r.quantity_sum or Decimal(0) for r in rows} for _ok, rows in results]
+
     def read(self, tenant: str, period: str) -> list[MeterUsage]:
         rows = self._session.execute(self._read, (tenant, period))
         usage = [

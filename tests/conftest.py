@@ -10,7 +10,7 @@ import pytest
 
 from ops.cli import prepare
 from ops.settings import Settings
-from tests.infra import Infra, open_infra
+from tests.infra import Infra, S3Endpoint, open_infra, open_s3
 
 _skipped: list[str] = []
 
@@ -22,6 +22,16 @@ def infra() -> Iterator[Infra]:
         yield handle
     finally:
         handle.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(infra: Infra) -> Iterator[S3Endpoint]:
+    """S3 for object-store tests: see ``tests.infra.open_s3`` (S3Proxy unless configured)."""
+    s3 = open_s3(infra, Settings())
+    try:
+        yield s3.endpoint
+    finally:
+        s3.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,17 @@ Order of preference: clusters named by METERLY_KAFKA_BOOTSTRAP / METERLY_CASSAND
 testcontainers when a Docker engine answers; otherwise Kafka and Cassandra provisioned
 locally from Maven Central (``meterly infra``). ``METERLY_TEST_INFRA=external|docker|local``
 forces one. A backend that cannot start raises: a missing broker fails the run, never skips it.
+
+S3 (``open_s3``, started only by tests that ask for it): with the external backend, the store
+named by METERLY_S3_ENDPOINT_URL / METERLY_S3_ACCESS_KEY / METERLY_S3_SECRET_KEY if set;
+otherwise, whatever the backend (local, docker, or external without those variables), S3Proxy
+provisioned locally from Maven Central (``meterly infra up --only s3``), which needs only Java.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,6 +130,38 @@ def open_infra(settings: Settings) -> Infra:
     if forced == "docker" or (forced is None and docker_engine_answers()):
         return DockerInfra()
     return LocalInfra.start(settings)
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    url: str
+    access_key: str | None
+    secret_key: str | None
+    region: str = "us-east-1"
+
+
+@dataclass
+class S3:
+    endpoint: S3Endpoint
+    close: Callable[[], None] = lambda: None
+
+
+def open_s3(infra: Infra, settings: Settings) -> S3:
+    """An S3 endpoint for this backend; raises (never skips) when S3Proxy cannot start."""
+    if infra.kind == "external" and settings.s3_endpoint_url:
+        return S3(S3Endpoint(settings.s3_endpoint_url, settings.s3_access_key,
+                             settings.s3_secret_key, settings.s3_region))
+    stack = (infra.stack if isinstance(infra, LocalInfra)
+             else LocalStack(settings.home, settings.cache_dir, "single", progress=print))
+    started = stack.up(("s3",))
+    keys = stack.s3_credentials()
+
+    def close() -> None:
+        # Leave running an S3Proxy the developer had already started (`meterly infra up`).
+        if started:
+            stack.down(("s3",))
+
+    return S3(S3Endpoint(stack.s3_endpoint, keys.access_key, keys.secret_key), close)
 
 
 def artifacts_dir() -> Path:

@@ -71,8 +71,13 @@ class Stack:
             w.stop()
 
 
+CORE_WORKERS = ("counter", "mirror", "ingest-validator", "admin-applier")
+BILLING_WORKERS = ("billing", "invoice-renderer")
+
+
 def start_stack(settings: Settings, tmp: Path, gateways: int = 2,
-                extra_env: dict[str, str] | None = None) -> Stack:
+                extra_env: dict[str, str] | None = None,
+                workers: tuple[str, ...] = CORE_WORKERS) -> Stack:
     prefix = f"{settings.topic_prefix}s{secrets.token_hex(3)}."
     scoped = settings.model_copy(update={"topic_prefix": prefix})
     assert scoped.kafka_bootstrap
@@ -81,7 +86,7 @@ def start_stack(settings: Settings, tmp: Path, gateways: int = 2,
     env = {**worker_env(scoped, tmp / "home", "1"), "METERLY_ADMIN_TOKEN": token,
            **(extra_env or {})}
     stack = Stack(scoped, token, [])
-    for name in ("counter", "mirror", "ingest-validator", "admin-applier"):
+    for name in workers:
         worker = WorkerProcess(name, env, tmp / f"{name}.log")
         worker.start()
         stack.workers.append(worker)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from gateway import api_keys
 from gateway.admin_view import now_text, time_text
 from gateway.problems import ProblemError
+from gateway.routes.plans import assign_plan, latest_plan
 from gateway.routes.usage import read_usage
 from gateway.runtime import Operator, RuntimeDep
 from schemas.admin_v1 import ApiKey, Tenant
@@ -33,7 +34,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 def tenant_public(t: Tenant) -> TenantPublic:
     # The public model has exactly the record's fields.
-    return TenantPublic(**asdict(t))
+    return TenantPublic(**{**asdict(t), "billing_address": list(t.billing_address)})
 
 
 def key_public(k: ApiKey, last_used: float | None) -> KeyPublic:
@@ -65,13 +66,19 @@ async def create_tenant(body: TenantCreate, runtime: RuntimeDep, _: Operator) ->
         raise ProblemError(422, "unsupported-currency", "Unsupported currency",
                            f"{body.currency} is not one of {', '.join(CURRENCIES)}")
     now = now_text()
+    plan = latest_plan(runtime, body.plan, body.currency) if body.plan else None
     tenant = Tenant(
         id=f"ten_{secrets.token_hex(8)}", name=body.name, billing_email=str(body.billing_email),
         currency=body.currency, status="active", created_at=now, updated_at=now,
         plan=body.plan, webhook_url=str(body.webhook_url) if body.webhook_url else None,
         rate_limit_per_second=body.rate_limit_per_second,
+        tax_rate=None if body.tax_rate is None else str(body.tax_rate),
+        payment_terms_days=body.payment_terms_days,
+        billing_address=tuple(body.billing_address),
     )
     await runtime.admin.publish(tenant)
+    if plan is not None:
+        await assign_plan(runtime, tenant, plan, now)
     return tenant_public(tenant)
 
 
@@ -105,8 +112,18 @@ async def update_tenant(tenant_id: str, body: TenantUpdate, runtime: RuntimeDep,
         changes["billing_email"] = str(changes["billing_email"])
     if changes.get("webhook_url") is not None:
         changes["webhook_url"] = str(changes["webhook_url"])
-    updated = replace(tenant, **changes, updated_at=now_text())
+    if changes.get("tax_rate") is not None:
+        changes["tax_rate"] = str(changes["tax_rate"])
+    if "billing_address" in changes:
+        changes["billing_address"] = tuple(changes["billing_address"] or ())
+    plan = None
+    if changes.get("plan") and changes["plan"] != tenant.plan:
+        plan = latest_plan(runtime, changes["plan"], tenant.currency)
+    now = now_text()
+    updated = replace(tenant, **changes, updated_at=now)
     await runtime.admin.publish(updated)
+    if plan is not None:
+        await assign_plan(runtime, updated, plan, now)
     return tenant_public(updated)
 
 

@@ -169,6 +169,8 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
         accepted.append((event, identity))
         receipts.append({"id": event.id, "status": "accepted", "reason": None})
     if accepted:
+        # Hard limits refuse the whole request: nothing is accepted, nothing is half-done.
+        await runtime.quotas.check(tenant_id, {e.meter for e, _ in accepted})
         await _accept(runtime, tenant_id, [e for e, _ in accepted], cid)
         for _, identity in accepted:
             runtime.recent_ids.put(identity, True)
@@ -186,6 +188,7 @@ async def metered_resource(name: str, request: Request, tenant: CurrentTenant,
     if not METER_PATTERN.match(name):
         raise ProblemError(422, "invalid-meter", "Invalid meter name",
                            "a resource name may hold letters, digits, '.', '_', ':' and '-'")
+    await runtime.quotas.check(tenant.id, (name,))
     event = UsageEvent(id=uuid.uuid4().hex, source="meterly/gateway", meter=name,
                        time_ms=int(datetime.now(UTC).timestamp() * 1000), quantity=Decimal(1))
     await _accept(runtime, tenant.id, [event], correlation_id(request))

@@ -2,7 +2,9 @@
 
 Single mode runs one Kafka node and one Cassandra node (what ``meterly run`` and the test
 suite use). Cluster mode runs three Kafka brokers and three Cassandra nodes on
-127.0.0.1/.2/.3 for fault tests.
+127.0.0.1/.2/.3 for fault tests. S3Proxy, an S3-compatible object store, is optional: it
+starts only when asked for (``meterly infra up --only s3``, the tests' ``s3_endpoint``),
+since invoice PDFs go to a local directory unless S3 is configured.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ops.infra import artifacts, cassandra, kafka
+from ops.infra import artifacts, cassandra, kafka, s3proxy
 from ops.infra.process import (
     Service,
     kill,
@@ -26,8 +28,12 @@ from ops.infra.process import (
 )
 
 Mode = Literal["single", "cluster"]
-Component = Literal["kafka", "cassandra"]
+Component = Literal["kafka", "cassandra", "s3"]
+#: What starts unless told otherwise (``meterly run``, ``meterly infra up``).
 COMPONENTS: tuple[Component, ...] = ("kafka", "cassandra")
+#: Everything that can be provisioned; ``s3`` (S3Proxy) only when asked for.
+ALL_COMPONENTS: tuple[Component, ...] = (*COMPONENTS, "s3")
+_ARTIFACTS = {"kafka": artifacts.KAFKA, "cassandra": artifacts.CASSANDRA, "s3": artifacts.S3PROXY}
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class Ports:
     cassandra_native: int = 9042
     cassandra_storage: int = 7000
     cassandra_jmx_base: int = 7199
+    #: One S3Proxy in either mode.
+    s3proxy: int = 8081
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,18 @@ class LocalStack:
     def cassandra_hosts(self) -> str:
         return cassandra.contact_points(self.cassandra_nodes)
 
+    @property
+    def s3_endpoint(self) -> str:
+        return s3proxy.endpoint("127.0.0.1", self.ports.s3proxy)
+
+    def s3_credentials(self) -> s3proxy.S3Credentials:
+        """S3Proxy's access and secret key, generated on first use (kept in its state dir)."""
+        return s3proxy.credentials(self._state / "s3proxy")
+
+    @property
+    def s3_credentials_file(self) -> Path:
+        return s3proxy.credentials_file(self._state / "s3proxy")
+
     def _lib(self, which: artifacts.ArtifactSet) -> Path:
         if not artifacts.is_cached(self.cache, which):
             self.progress(f"downloading {which.name} from Maven Central (first start only)")
@@ -87,6 +107,11 @@ class LocalStack:
 
     def services(self, component: Component) -> list[Service]:
         heap = "1g" if self.mode == "single" else "512m"
+        if component == "s3":
+            return [s3proxy.service(
+                self._lib(artifacts.S3PROXY), self._state / "s3proxy", self.logs, self._run,
+                "127.0.0.1", self.ports.s3proxy,
+            )]
         if component == "kafka":
             return kafka.services(
                 self._lib(artifacts.KAFKA), self._state / "kafka", self.logs, self._run,
@@ -109,6 +134,8 @@ class LocalStack:
                     if start(service, timeout=90, wait=False):
                         started.append(service.name)
                 wait_ready(services, timeout=120)
+            elif component == "s3":
+                started += [s.name for s in services if start(s, timeout=60)]
             else:
                 # Cassandra nodes join one at a time; the seed (node 1) goes first.
                 for service in services:
@@ -143,7 +170,7 @@ class LocalStack:
 
     def kill(self, name: str) -> bool:
         """SIGKILL one service by name (``kafka-2``, ``cassandra-3``) to simulate a crash."""
-        for component in COMPONENTS:
+        for component in ALL_COMPONENTS:
             for service in self._known(component):
                 if service.name == name:
                     return kill(service)
@@ -162,8 +189,7 @@ class LocalStack:
 
     def _known(self, component: Component) -> list[Service]:
         """Services as configured, without downloading anything (for stop and status)."""
-        which = artifacts.KAFKA if component == "kafka" else artifacts.CASSANDRA
-        if not artifacts.is_cached(self.cache, which):
+        if not artifacts.is_cached(self.cache, _ARTIFACTS[component]):
             return []
         return self.services(component)
 
@@ -171,9 +197,12 @@ class LocalStack:
         result = []
         endpoints = {n.name: f"{n.host}:{n.port}" for n in self.kafka_nodes}
         endpoints.update({n.name: f"{n.address}:{n.native_port}" for n in self.cassandra_nodes})
-        for component in COMPONENTS:
+        endpoints[s3proxy.NAME] = f"127.0.0.1:{self.ports.s3proxy}"
+        for component in ALL_COMPONENTS:
             for service in self._known(component):
                 pid = running_pid(service)
+                if pid is None and component not in COMPONENTS:
+                    continue  # an optional service is listed only while it runs
                 result.append(
                     ServiceStatus(
                         name=service.name,

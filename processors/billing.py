@@ -1,0 +1,157 @@
+"""The billing agent (Faust): closes each tenant's monthly window once its grace has passed.
+
+Two parts in one app:
+
+- A timer on the Faust leader: when a period's end plus grace has passed (by the worker's
+  ``Clock``), it enqueues one close command per subscribed tenant on
+  ``billing-commands.v1`` and records the run in Cassandra, so a period is swept once.
+  Operators enqueue the same commands on demand (``POST /v1/admin/billing/close``,
+  ``meterly billing close``).
+- An agent on that topic, keyed by tenant: it closes batches of commands with
+  ``PeriodCloser`` (price, store the draft, number it gaplessly, announce
+  ``invoice.finalized``). Faust's at-least-once delivery is enough: every step is
+  idempotent, so a command processed twice after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from confluent_kafka import Producer
+
+from gateway.admin_view import AdminView
+from ops.settings import Settings
+from processors.clock import Clock, clock_from
+from processors.invoice import Party
+from processors.period_close import PeriodCloser, due_period, scheduled_commands
+from processors.transactions import exit_now
+from schemas import billing_v1
+from schemas.topics import ADMIN, BILLING_COMMANDS, INVOICES
+from storage.cassandra import connect
+from storage.invoice_numbers import InvoiceNumbers
+from storage.invoices import InvoiceStore
+from storage.usage_mirror import UsageTable
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+def seller_of(settings: Settings) -> Party:
+    address = tuple(line.strip() for line in settings.issuer_address.split("|") if line.strip())
+    return Party(settings.issuer_name, address, settings.issuer_email, settings.issuer_tax_id)
+
+
+def idempotent_producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                     "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
+
+
+class Billing:
+    """What the billing worker holds: the admin view, the closer and the run ledger."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        assert settings.kafka_bootstrap
+        assert settings.cassandra_hosts
+        self.settings = settings
+        self.clock = clock
+        self.grace = timedelta(seconds=settings.grace_seconds)
+        prefix = settings.topic_prefix
+        self.commands_topic = BILLING_COMMANDS.full_name(prefix)
+        self.admin = AdminView(settings.kafka_bootstrap, ADMIN.full_name(prefix), None)
+        self.cluster, session = connect(settings.cassandra_hosts)
+        keyspace = settings.cassandra_keyspace
+        store = InvoiceStore(session, keyspace)
+        self.producer = idempotent_producer(settings.kafka_bootstrap)
+        self.closer = PeriodCloser(
+            self.admin, UsageTable(session, keyspace), store,
+            InvoiceNumbers(session, store, settings.invoice_prefix), self.producer,
+            INVOICES.full_name(prefix), seller_of(settings), settings.payment_terms_days)
+        self._session = session
+        self._run_done = session.prepare(
+            f"SELECT enqueued FROM {keyspace}.billing_runs WHERE period = ?")
+        self._run_record = session.prepare(
+            f"INSERT INTO {keyspace}.billing_runs (period, enqueued, started_at) "
+            "VALUES (?, ?, ?)")
+
+    def start(self) -> None:
+        self.admin.start()
+
+    def stop(self) -> None:
+        self.admin.stop()
+        self.producer.flush(10)
+        self.cluster.shutdown()
+
+    def sweep(self) -> int:
+        """Enqueue the closes of the latest due period unless that was done; return how many."""
+        period = due_period(self.clock(), self.grace)
+        if self._session.execute(self._run_done, (period,)).one() is not None:
+            return 0
+        commands = scheduled_commands(self.admin, period)
+        for command in commands:
+            self.producer.produce(self.commands_topic, billing_v1.encode(command),
+                                  key=command.tenant_id.encode())
+            self.producer.poll(0)
+        if self.producer.flush(30):
+            raise RuntimeError("close commands not acknowledged by Kafka")
+        self._session.execute(self._run_record, (period, len(commands), datetime.now(UTC)))
+        log.info("period close scheduled", extra={"period": period, "tenants": len(commands)})
+        return len(commands)
+
+
+def build_app(settings: Settings, billing: Billing) -> faust.App:
+    assert settings.kafka_bootstrap
+    datadir = settings.home / "faust" / "billing"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        f"{settings.topic_prefix}billing",
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        processing_guarantee="at_least_once",
+        store="memory://",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        datadir=str(datadir),
+    )
+    topic = app.topic(billing.commands_topic, key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic)
+    async def close_periods(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(BATCH, within=1.0):
+            try:
+                commands = [billing_v1.decode(e.value) for e in events if e.value is not None]
+                headers = dict(events[0].headers or {}) if events else {}
+                correlation = headers.get("correlation-id")
+                cid = correlation.decode() if isinstance(correlation, bytes) else None
+                # The Cassandra driver blocks; keep Faust's event loop (and heartbeats) free.
+                result = await loop.run_in_executor(None, billing.closer.close, commands,
+                                                    billing.clock(), cid)
+            except Exception:  # noqa: BLE001 - any failure means exit and restart
+                exit_now()
+            log.info("periods closed", extra={"invoices": len(result.finalized),
+                                              "skipped": len(result.skipped)})
+
+    @app.timer(interval=settings.billing_tick_seconds,  # type: ignore[untyped-decorator]
+               on_leader=True)
+    async def schedule_closes() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, billing.sweep)
+        except Exception:  # noqa: BLE001 - any failure means exit and restart
+            exit_now()
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    billing = Billing(settings, clock_from(settings.clock_file))
+    billing.start()
+    app = build_app(settings, billing)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        billing.stop()

@@ -1,0 +1,107 @@
+"""The invoice renderer (Faust): each finalized invoice -> a PDF in the object store.
+
+It consumes ``invoice.finalized`` from the invoices topic, re-reads the invoice from
+Cassandra (the source of truth), renders it with fpdf2, stores it under
+``invoices/<tenant>/<invoice id>.pdf`` and records the key and SHA-256 on the invoice.
+Rendering is deterministic, so an event handled twice after a crash stores the same bytes
+under the same key: at-least-once delivery is exactly enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from prometheus_client import Counter
+
+from ops.settings import Settings
+from processors.invoice_pdf import render_invoice_pdf
+from processors.transactions import exit_now
+from schemas import invoice_v1
+from schemas.topics import INVOICES
+from storage.cassandra import connect
+from storage.invoices import InvoiceStore
+from storage.object_store import ObjectStore, open_object_store
+
+log = logging.getLogger(__name__)
+BATCH = 200
+RENDERED = Counter("meterly_invoice_pdfs_rendered_total", "invoice PDFs rendered and stored")
+
+
+def pdf_key(tenant_id: str, invoice_id: str) -> str:
+    return f"invoices/{tenant_id}/{invoice_id}.pdf"
+
+
+def render_and_store(store: InvoiceStore, objects: ObjectStore,
+                     refs: Sequence[tuple[str, str]]) -> int:
+    """Render and store the PDFs of the finalized invoices in ``refs`` that lack one."""
+    done = 0
+    for doc in store.get_many(list(dict.fromkeys(refs))):
+        if doc is None or doc.number is None:
+            continue
+        if doc.pdf_sha256 is not None and doc.pdf_key and objects.exists(doc.pdf_key):
+            continue
+        pdf = render_invoice_pdf(doc)
+        key = pdf_key(doc.tenant_id, doc.id)
+        objects.put(key, pdf, "application/pdf")
+        store.set_pdf(doc.tenant_id, doc.id, key, hashlib.sha256(pdf).hexdigest())
+        RENDERED.inc()
+        done += 1
+    return done
+
+
+def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore) -> faust.App:
+    assert settings.kafka_bootstrap
+    datadir = settings.home / "faust" / "invoice-renderer"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        f"{settings.topic_prefix}invoice-renderer",
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        processing_guarantee="at_least_once",
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        datadir=str(datadir),
+    )
+    topic = app.topic(INVOICES.full_name(settings.topic_prefix), key_type=bytes,
+                      value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic)
+    async def render_invoices(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for values in stream.take(BATCH, within=0.5):
+            try:
+                refs = []
+                for raw in values:
+                    kind, doc = invoice_v1.decode_event(raw)
+                    if kind == invoice_v1.FINALIZED:
+                        refs.append((doc.tenant_id, doc.id))
+                # Cassandra, the object store and fpdf2 all block; Faust's loop stays free.
+                count = await loop.run_in_executor(None, render_and_store, store, objects,
+                                                   refs)
+            except Exception:  # noqa: BLE001 - any failure means exit and restart
+                exit_now()
+            log.info("invoice PDFs stored", extra={"rendered": count})
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    from gateway.app import link_secret
+    from ops.admin_token import read_admin_token
+
+    assert settings.cassandra_hosts
+    cluster, session = connect(settings.cassandra_hosts)
+    store = InvoiceStore(session, settings.cassandra_keyspace)
+    objects = open_object_store(settings, settings.public_base_url,
+                                link_secret(read_admin_token(settings)))
+    worker = faust.Worker(build_app(settings, store, objects), loglevel="WARNING", quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        cluster.shutdown()

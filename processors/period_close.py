@@ -1,0 +1,159 @@
+"""Closing periods: counters and plans in, finalized invoices and invoice events out.
+
+``PeriodCloser.close`` is what the billing agent runs for each batch of close commands;
+tests call it directly with an injected ``now``. It is idempotent: the invoice id is derived
+from tenant and period, a stored draft is refreshed until it has a number, a numbered
+invoice is never changed, and ``invoice.finalized`` is sent again for any invoice whose PDF
+is not stored yet (the renderer is idempotent too).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from confluent_kafka import Producer
+
+from gateway.admin_view import AdminView
+from processors.billing_inputs import (
+    assignments_of,
+    billing_party,
+    credit_of,
+    parse_time,
+    plan_of,
+)
+from processors.invoice import (
+    InvoiceDocument,
+    LateUsage,
+    Party,
+    billed_so_far,
+    compose_invoice,
+    credit_spent,
+)
+from processors.periods import period_bounds, period_of, previous_period
+from schemas import invoice_v1
+from schemas.billing_v1 import CloseCommand
+from storage.invoice_numbers import InvoiceNumbers
+from storage.invoices import InvoiceStore
+from storage.usage_mirror import UsageTable
+
+log = logging.getLogger(__name__)
+
+#: Earlier periods checked for late usage at each close. Usage older than the open periods
+#: is refused at ingest, so late usage can only reach the last few invoiced periods.
+LATE_LOOKBACK = 3
+
+
+def due_period(now: datetime, grace: timedelta) -> str:
+    """The latest period whose end plus grace has passed at ``now``."""
+    return previous_period(period_of(now - grace))
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    finalized: list[InvoiceDocument]
+    skipped: dict[str, str]
+
+
+class PeriodCloser:
+    def __init__(self, admin: AdminView, usage: UsageTable, store: InvoiceStore,
+                 numbers: InvoiceNumbers, producer: Producer, invoices_topic: str,
+                 seller: Party, payment_terms_days: int) -> None:
+        self.admin = admin
+        self.usage = usage
+        self.store = store
+        self.numbers = numbers
+        self.producer = producer
+        self.invoices_topic = invoices_topic
+        self.seller = seller
+        self.payment_terms_days = payment_terms_days
+
+    def compose(self, command: CloseCommand, history: Sequence[InvoiceDocument],
+                usage: dict[str, dict[str, Decimal]], now: datetime
+                ) -> InvoiceDocument | str:
+        """The draft for ``command``, or why there is none."""
+        tenant = self.admin.tenants.get(command.tenant_id)
+        if tenant is None:
+            return "unknown tenant"
+        subscription = self.admin.subscriptions.get(tenant.id)
+        earlier = [d for d in history if d.period != command.period]
+        late = []
+        for doc in earlier:
+            if doc.period >= command.period or doc.status == "draft":
+                continue
+            plan = self.admin.plans.get((doc.plan, doc.plan_version))
+            if plan is not None and doc.period in usage:
+                late.append(LateUsage(doc.period, plan_of(plan),
+                                      billed_so_far(earlier, doc.period), usage[doc.period]))
+        credits = [credit_of(c) for c in self.admin.credits.values() if c.tenant_id == tenant.id]
+        draft = compose_invoice(
+            billing_party(tenant, self.payment_terms_days), self.seller, command.period,
+            assignments_of(subscription, self.admin.plans), usage.get(command.period, {}),
+            now, late, credits, credit_spent(earlier))
+        return "no plan in force during the period" if draft is None else draft
+
+    def close(self, commands: Sequence[CloseCommand], now: datetime,
+              correlation_id: str | None = None) -> CloseResult:
+        wanted = list(dict.fromkeys((c.tenant_id, c.period) for c in commands))
+        skipped: dict[str, str] = {}
+        histories = self.store.for_tenants(list(dict.fromkeys(t for t, _ in wanted)))
+
+        # Usage of each period to close, and of the recently invoiced ones (late usage).
+        usage_keys: list[tuple[str, str]] = []
+        for tenant_id, period in wanted:
+            usage_keys.append((tenant_id, period))
+            invoiced = sorted({d.period for d in histories[tenant_id] if d.period < period})
+            usage_keys += [(tenant_id, p) for p in invoiced[-LATE_LOOKBACK:]]
+        usage_keys = list(dict.fromkeys(usage_keys))
+        usage: dict[str, dict[str, dict[str, Decimal]]] = {}
+        for (tenant_id, period), meters in zip(usage_keys, self.usage.read_many(usage_keys),
+                                               strict=True):
+            usage.setdefault(tenant_id, {})[period] = meters
+
+        drafts: list[InvoiceDocument] = []
+        done: list[tuple[str, str]] = []
+        for tenant_id, period in wanted:
+            existing = next((d for d in histories[tenant_id] if d.period == period), None)
+            if existing is not None and existing.status != "draft":
+                done.append((tenant_id, existing.id))
+                continue
+            outcome = self.compose(CloseCommand(tenant_id, period), histories[tenant_id],
+                                   usage.get(tenant_id, {}), now)
+            if isinstance(outcome, str):
+                skipped[f"{tenant_id}/{period}"] = outcome
+            else:
+                drafts.append(outcome)
+        stored = self.store.save_drafts(drafts)
+        refs = [(d.tenant_id, d.id) for d in stored]
+        self.numbers.assign(refs, now)
+        refs += done
+        finalized = [d for d in self.store.get_many(refs) if d is not None and d.number]
+        self._announce([d for d in finalized if d.pdf_sha256 is None], correlation_id)
+        if skipped:
+            log.info("periods not invoiced", extra={"skipped": skipped})
+        return CloseResult(finalized, skipped)
+
+    def _announce(self, docs: Sequence[InvoiceDocument], correlation_id: str | None) -> None:
+        headers: list[tuple[str, str | bytes | None]] | None = (
+            [("correlation-id", correlation_id.encode())] if correlation_id else None)
+        for doc in docs:
+            self.producer.produce(self.invoices_topic, invoice_v1.encode_event(
+                invoice_v1.FINALIZED, doc), key=doc.tenant_id.encode(), headers=headers)
+            self.producer.poll(0)
+        remaining = self.producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{remaining} invoice events not acknowledged by Kafka")
+
+
+def scheduled_commands(admin: AdminView, period: str) -> list[CloseCommand]:
+    """One close per tenant that had a plan assignment starting before the period ended."""
+    _start, end = period_bounds(period)
+    commands = []
+    for tenant_id, subscription in sorted(admin.subscriptions.items()):
+        if any(parse_time(a.effective_from) < end for a in subscription.assignments):
+            commands.append(CloseCommand(tenant_id, period, "schedule"))
+    return commands
+

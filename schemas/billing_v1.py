@@ -1,0 +1,32 @@
+"""``billing-commands.v1`` records: close one tenant's period. Key: tenant id.
+
+Value JSON ``{"v": 1, "tenant_id": ..., "period": "2026-11", "reason": "schedule"}``;
+header ``correlation-id`` when the request came over HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import orjson
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class CloseCommand:
+    tenant_id: str
+    period: str
+    reason: Literal["schedule", "operator"] = "schedule"
+
+
+def encode(command: CloseCommand) -> bytes:
+    return orjson.dumps({"v": VERSION, **asdict(command)})
+
+
+def decode(raw: bytes) -> CloseCommand:
+    doc = orjson.loads(raw)
+    if doc.pop("v", None) != VERSION:
+        raise ValueError("unsupported billing command version")
+    return CloseCommand(**doc)
