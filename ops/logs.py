@@ -41,3 +41,25 @@ def configure(role: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
     # The Cassandra driver reports every failed reconnect attempt at WARNING.
     logging.getLogger("cassandra").setLevel(logging.ERROR)
+
+
+def faust_worker_logging(role: str) -> dict[str, Any]:
+    """``logging.config.dictConfig`` settings for a Faust worker.
+
+    Faust replaces the process's logging when its worker starts (coloured text, WARNING for
+    everything). This keeps the JSON lines, Faust itself at WARNING and Meterly's own
+    modules at INFO. Start the worker with ``loglevel="INFO"``: below WARNING Faust turns
+    its terminal spinner off, which would otherwise raise the handler's level to WARNING
+    and write cursor escape codes into the log.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter, "role": role}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json",
+                              "stream": "ext://sys.stderr"}},
+        "root": {"level": "WARNING", "handlers": ["json"]},
+        "loggers": {name: {"level": "INFO"} for name in
+                    ("processors", "storage", "gateway", "ops")}
+                   | {"cassandra": {"level": "ERROR"}},
+    }

@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from ops.logs import faust_worker_logging
 from ops.settings import Settings
 from processors.transactions import exit_now
 from schemas import admin_v1
@@ -66,5 +67,6 @@ def build_app(settings: Settings) -> faust.App:
 
 def run_worker(settings: Settings) -> None:
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker = faust.Worker(app, loglevel="INFO", quiet=True,
+                         logging_config=faust_worker_logging("worker:admin-applier"))
     worker.execute_from_commandline()

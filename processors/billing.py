@@ -24,6 +24,7 @@ import faust
 from confluent_kafka import Producer
 
 from gateway.admin_view import AdminView
+from ops.logs import faust_worker_logging
 from ops.settings import Settings
 from processors.clock import Clock, clock_from
 from processors.invoice import Party
@@ -114,6 +115,9 @@ def build_app(settings: Settings, billing: Billing) -> faust.App:
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         datadir=str(datadir),
+        # A dead worker's partitions move to the others after this many seconds.
+        broker_session_timeout=10,
+        broker_heartbeat_interval=3,
     )
     topic = app.topic(billing.commands_topic, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
@@ -150,7 +154,8 @@ def run_worker(settings: Settings) -> None:
     billing = Billing(settings, clock_from(settings.clock_file))
     billing.start()
     app = build_app(settings, billing)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker = faust.Worker(app, loglevel="INFO", quiet=True,
+                         logging_config=faust_worker_logging("worker:billing"))
     try:
         worker.execute_from_commandline()
     finally:

@@ -6,13 +6,14 @@ here may depend on the clock, the locale or chance (checked against fpdf2 2.8.9'
 - fpdf2 stamps ``datetime.now()`` as the creation date: it is set to the invoice's
   ``issued_at``, in UTC (fpdf2 would read a naive time in the machine's zone);
 - the trailer's /ID is fpdf2's default, an MD5 of the document bytes and that date;
+- page streams are not compressed: zlib builds differ in what they output;
 - no XMP packet is written (fpdf2 only builds one, with "now" as ModifyDate, for PDF/A);
 - "page x of y" is written once the layout knows y, not with fpdf2's ``{nb}`` alias (whose
   placeholder is a random UUID, replaced at output);
 - month names come from a table here, not from ``strftime`` (locale dependent).
 
-The bytes also depend on the fpdf2 version (producer string, serialisation), which is pinned:
-upgrading fpdf2 changes the bytes of a re-rendered invoice.
+The bytes also depend on how fpdf2 serialises a document, so on its version, which is pinned:
+upgrading fpdf2 may change the bytes of a re-rendered invoice.
 
 The layout is computed first, as positioned text, rules and bands per page, and painted
 after: the page count is known before any footer is written, and a line with its tier rows
@@ -142,15 +143,26 @@ def wrap(text: str, width: float, font: Font) -> list[str]:
             continue
         if current:
             lines.append(current)
-        current = word
-        while len(current) > 1 and text_width(current, font) > width:
-            cut = len(current) - 1
-            while cut > 1 and text_width(current[:cut], font) > width:
-                cut -= 1
-            lines.append(current[:cut])
-            current = current[cut:]
+        *full, current = _break_word(word, width, font)
+        lines.extend(full)
     lines.append(current)
     return lines
+
+
+def _break_word(word: str, width: float, font: Font) -> list[str]:
+    """``word`` in pieces no wider than ``width`` (at least one character each), in one pass:
+    a name without spaces may be thousands of characters long."""
+    widths, scale = _WIDTHS[font[0]], font[1] * PT / 1000
+    pieces: list[str] = []
+    start, used = 0, 0.0
+    for index, char in enumerate(word):
+        advance = widths[char] * scale
+        if used + advance > width and index > start:
+            pieces.append(word[start:index])
+            start, used = index, 0.0
+        used += advance
+    pieces.append(word[start:])
+    return pieces
 
 
 # ---- formatting -----------------------------------------------------------------------
@@ -448,6 +460,10 @@ def _paint(doc: InvoiceDocument, pages: Sequence[_Page]) -> bytes:
     pdf = FPDF(unit="mm", format="A4")
     pdf.core_fonts_encoding = ENCODING
     pdf.set_auto_page_break(False)  # the layout has placed everything already
+    # zlib's output is not fixed across zlib builds (zlib-ng, distribution patches), so
+    # compressed streams could change the bytes of a re-render on another machine. A page
+    # of text is about 6 KiB uncompressed (2.5 compressed), and rendering is 10 % faster.
+    pdf.set_compression(False)
     pdf.set_creation_date(_utc(doc.issued_at))
     title = f"Invoice {doc.number}" if doc.number else f"Draft invoice {doc.id}"
     pdf.set_title(title)

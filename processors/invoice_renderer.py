@@ -18,6 +18,7 @@ from typing import Any
 import faust
 from prometheus_client import Counter
 
+from ops.logs import faust_worker_logging
 from ops.settings import Settings
 from processors.invoice_pdf import render_invoice_pdf
 from processors.transactions import exit_now
@@ -100,7 +101,8 @@ def run_worker(settings: Settings) -> None:
     store = InvoiceStore(session, settings.cassandra_keyspace)
     objects = open_object_store(settings, settings.public_base_url,
                                 link_secret(read_admin_token(settings)))
-    worker = faust.Worker(build_app(settings, store, objects), loglevel="WARNING", quiet=True)
+    worker = faust.Worker(build_app(settings, store, objects), loglevel="INFO", quiet=True,
+                         logging_config=faust_worker_logging("worker:invoice-renderer"))
     try:
         worker.execute_from_commandline()
     finally:
