@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("prepare", help="create topics and apply Cassandra migrations").set_defaults(
         func=cmd_prepare
     )
+    from ops import cli_billing
+
+    cli_billing.add_parser(sub)
     return parser
 
 

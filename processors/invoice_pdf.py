@@ -129,9 +129,11 @@ def text_width(text: str, font: Font) -> float:
     return sum(widths[c] for c in text) * font[1] * PT / 1000
 
 
-def wrap(text: str, width: float, font: Font) -> list[str]:
+def wrap(text: str, width: float, font: Font, limit: int) -> list[str]:
     """``text`` (already through ``pdf_text``) broken at spaces into lines no wider than
-    ``width``; a word longer than a line is broken where it reaches the edge."""
+    ``width``; a word longer than a line is broken where it reaches the edge. Past ``limit``
+    lines the text is cut with an ellipsis: a name pasted ten times must not push the
+    invoice off its page."""
     if text_width(text, font) <= width:
         return [text]
     lines: list[str] = []
@@ -146,6 +148,11 @@ def wrap(text: str, width: float, font: Font) -> list[str]:
         *full, current = _break_word(word, width, font)
         lines.extend(full)
     lines.append(current)
+    if len(lines) > limit:
+        last = lines[limit - 1]
+        while last and text_width(f"{last}\u2026", font) > width:
+            last = last[:-1]
+        lines[limit - 1:] = [f"{last}\u2026"]
     return lines
 
 
@@ -275,10 +282,10 @@ class _Layout:
             x -= text_width(safe, font) / 2
         self.page.texts.append((font, x, y, safe))
 
-    def lines(self, font: Font, x: float, y: float, text: str, width: float,
-              step: float) -> float:
+    def lines(self, font: Font, x: float, y: float, text: str, width: float, step: float,
+              limit: int = 2) -> float:
         """``text`` wrapped to ``width`` from baseline y on; the baseline after it."""
-        for line in wrap(pdf_text(text), width, font):
+        for line in wrap(pdf_text(text), width, font, limit):
             self.page.texts.append((font, x, y, line))
             y += step
         return y
@@ -289,7 +296,7 @@ class _Layout:
         if len(self.pages) > 1:
             number = self.doc.number or "draft"
             heading = f"{self.doc.seller.name} - invoice {number}, continued"
-            self.y = self.lines(CONTINUED, LEFT, 16, heading, RIGHT - LEFT, 4.4) + 3.6
+            self.y = self.lines(CONTINUED, LEFT, 16, heading, RIGHT - LEFT, 4.4, 1) + 3.6
 
     # -- first page --
 
@@ -311,7 +318,7 @@ class _Layout:
     def parties(self) -> None:
         doc, top = self.doc, self.y
         self.text(SECTION, LEFT, top, "BILL TO")
-        y = self.lines(BUYER_NAME, LEFT, top + 5.5, doc.buyer.name, 85, 4.8)
+        y = self.lines(BUYER_NAME, LEFT, top + 5.5, doc.buyer.name, 85, 4.8, 3)
         for line in _party_lines(doc.buyer):
             y = self.lines(BODY, LEFT, y, line, 85, 4.4)
 
@@ -351,12 +358,12 @@ class _Layout:
         currency = self.doc.currency
         quantity = "" if line.quantity is None else format_decimal(line.quantity)
         details = f"{format_decimal(line.included)} included" if line.included else ""
-        rows = [_Row(wrap(pdf_text(line.description), DESC_W, BODY), quantity, details,
+        rows = [_Row(wrap(pdf_text(line.description), DESC_W, BODY, 4), quantity, details,
                      format_money(line.amount.amount, currency), tier=False)]
         only = len(line.tiers) == 1
         for tier in line.tiers:
             text = pdf_text(tier_text(tier, currency, only))
-            rows.append(_Row(wrap(text, TIER_W, TIER_ROW), "", "",
+            rows.append(_Row(wrap(text, TIER_W, TIER_ROW, 2), "", "",
                              format_money(tier.amount, currency), tier=True))
         return rows
 
@@ -405,8 +412,9 @@ class _Layout:
         for credit in doc.credits:
             rows.append((TOTAL_LABEL, BODY, credit.description,
                          f"-{format_money(credit.amount.amount, currency)}"))
-        wrapped = [(label_font, amount_font, wrap(pdf_text(label), TOTALS_LABEL_W, label_font),
-                    amount) for label_font, amount_font, label, amount in rows]
+        wrapped = [(label_font, amount_font,
+                    wrap(pdf_text(label), TOTALS_LABEL_W, label_font, 3), amount)
+                   for label_font, amount_font, label, amount in rows]
         height = 8 + sum(TOTALS_LINE * len(lines) for _, _, lines, _ in wrapped) + 1.5 + 11
         if doc.credit_balance.amount:
             height += 6

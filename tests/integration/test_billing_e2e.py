@@ -9,6 +9,8 @@ out by hand in the test from the plan's prices, independently of the pricing cod
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +26,14 @@ from pypdf import PdfReader
 from gateway.quotas import CACHE_SECONDS
 from ops.settings import Settings
 from processors.periods import period_bounds, period_of
-from tests.stack import BILLING_WORKERS, CORE_WORKERS, Stack, start_stack, wait_for_usage
+from tests.stack import (
+    BILLING_WORKERS,
+    CORE_WORKERS,
+    Stack,
+    env_without_meterly,
+    start_stack,
+    wait_for_usage,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,11 +135,13 @@ def _half_up(value: Decimal) -> Decimal:
 
 def _prorated_fee(stack: Stack, tenant: str, period: str) -> Decimal:
     with stack.client() as admin:
-        plan = admin.get(f"/v1/admin/tenants/{tenant}/plan").json()
-    since = datetime.fromisoformat(plan["assignments"][0]["effective_from"])
+        assigned = admin.get(f"/v1/admin/tenants/{tenant}/plan").json()["assignments"][0]
+        plan = admin.get(f"/v1/admin/plans/{assigned['plan']}/versions/{assigned['version']}")
+    since = datetime.fromisoformat(assigned["effective_from"])
     start, end = period_bounds(period)
     seconds = int((end - max(since, start)).total_seconds())
-    return _half_up(Decimal("49.00") * seconds / int((end - start).total_seconds()))
+    fee = Decimal(plan.json()["flat_fee"])
+    return _half_up(fee * seconds / int((end - start).total_seconds()))
 
 
 def _sequence(number: str) -> tuple[str, int]:
@@ -301,3 +312,24 @@ def test_plan_and_credit_input_errors(stack: Stack) -> None:
         assert v2.json()["version"] == 2
         v1 = admin.get("/v1/admin/plans/pro/versions/1").json()
         assert v1["flat_fee"] == "49.00"
+
+
+def test_cli_closes_a_period_on_demand(stack: Stack) -> None:
+    tenant, key = stack.new_tenant("Cli Corp", plan="pro")
+    _send(stack, key, _events("tokens", 10, "1.5"))
+    wait_for_usage(stack, key, {"tokens": (10, "15.0")})
+    period = period_of(datetime.now(UTC))
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "billing", "close", period, "--tenant", tenant,
+         "--url", stack.gateways[0].url, "--wait", "--timeout", "120"],
+        env={**env_without_meterly(), "METERLY_ADMIN_TOKEN": stack.admin_token},
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "finalized 1/1" in done.stderr
+    tenant_out, invoice, number, total = done.stdout.strip().split("\t")
+    amount, currency = total.split(" ")
+    with stack.client(token=key) as client:
+        inv = client.get(f"/v1/invoices/{invoice}").json()
+    assert (tenant_out, number, currency) == (tenant, inv["number"], "EUR")
+    # tokens 15 x 0.2 = 3.00, plus the prorated base fee.
+    assert Decimal(amount) == Decimal("3.00") + _prorated_fee(stack, tenant, period)

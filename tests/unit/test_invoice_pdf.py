@@ -288,6 +288,23 @@ def test_text_outside_the_core_fonts_does_not_crash() -> None:
     assert reader.metadata.author == seller.name
 
 
+def test_very_long_texts_are_cut_and_stay_on_the_page() -> None:
+    seller = Party("S" * 3000, ("street " * 400,))
+    buyer = Party("Buyer " * 500, ("B" * 5000,), "ap@example.com")
+    meters = {"m" * 400: MeterPrice(PerUnit(D(1)))}
+    doc = _doc(seller=seller, buyer=buyer, plan=Plan("Plan " * 100, 1, "EUR", meters),
+               usage=dict.fromkeys(meters, D(5)))
+    doc = replace(doc, credits=tuple(replace(c, description="credit " * 300)
+                                     for c in doc.credits))
+    begun = time.perf_counter()
+    pdf = render_invoice_pdf(doc)
+    assert time.perf_counter() - begun < 1
+    assert _strings_outside_the_body(pdf) == []
+    text = "\n".join(_pages(pdf))
+    assert text.count("\u2026") >= 6  # seller, address, buyer, plan, meter, credit
+    assert _row(text, "Amount due") == f"Amount due {_money(doc.amount_due.amount)}"
+
+
 def test_pdf_text_and_money_formatting() -> None:
     assert pdf_text("plain ASCII") == "plain ASCII"
     assert pdf_text("Zoë \u20ac \u2013 \u4e2d") == "Zoë \u20ac \u2013 ?"
