@@ -202,8 +202,9 @@ def compose_invoice(
         return None
     currency = party.currency
     final_from, final_until, final = segments[-1]
-    if final.currency != currency:
-        raise ValueError(f"plan {final.name} bills in {final.currency}, tenant in {currency}")
+    for plan in [p for _f, _u, p in segments] + [x.plan for x in late]:
+        if plan.currency != currency:
+            raise ValueError(f"plan {plan.name} bills in {plan.currency}, tenant in {currency}")
     whole = end - start
 
     metered = price_usage(replace(final, flat_fee=ZERO, minimum_spend=ZERO), usage)
@@ -219,13 +220,14 @@ def compose_invoice(
         amount = Money(round_to_minor(plan.flat_fee * share, currency), currency)
         text = f"{plan.name} v{plan.version} base fee"
         if share != 1:
-            text += f" ({seg_from:%Y-%m-%d} to {seg_until:%Y-%m-%d}, prorated)"
+            last_day = seg_until - timedelta(microseconds=1)
+            text += f" ({seg_from:%Y-%m-%d} to {last_day:%Y-%m-%d}, prorated)"
         lines.append(InvoiceLine("flat_fee", text, period, amount))
     priced = sum((line.amount.amount for line in lines), ZERO)
     minimum = round_to_minor(final.minimum_spend * _share(final_until - final_from, whole),
                              currency)
     if minimum > priced:
-        lines.append(InvoiceLine("minimum", f"Minimum spend top-up ({minimum} {currency})",
+        lines.append(InvoiceLine("minimum", f"Minimum spend top-up ({minimum:,} {currency})",
                                  period, Money(minimum - priced, currency)))
 
     billed: dict[str, dict[str, Decimal]] = {period: dict(usage)}

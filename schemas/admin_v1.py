@@ -128,7 +128,7 @@ def decode(raw: bytes) -> AdminEntity:
     doc: dict[str, Any] = orjson.loads(raw)
     if doc.pop("v", None) != VERSION:
         raise ValueError("unsupported admin record version")
-    kind = doc.pop("kind")
+    kind = doc.pop("kind", None)
     if kind == "tenant":
         doc["billing_address"] = tuple(doc.get("billing_address", ()))
         return Tenant(**doc)

@@ -84,7 +84,10 @@ def _model(meter: str, spec: PriceSpec) -> PriceModel:
 
 def to_plan(spec: PlanSpec, version: int) -> Plan:
     """The pricing engine's plan; raises ``PlanError`` naming what to fix."""
-    Money(ZERO, spec.currency)
+    try:
+        Money(ZERO, spec.currency)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
     prices = {}
     for meter, price in spec.prices.items():
         if not METER_PATTERN.match(meter):

@@ -252,10 +252,6 @@ def test_final_plan_in_another_currency_is_refused() -> None:
                         ISSUED)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "compose_invoice only checks the currency of the final plan: an earlier plan in force "
-    "in the period bills its flat fee number in the tenant's currency (20 USD x 15/30 -> "
-    "a 10.00 EUR line) instead of raising ValueError"))
 def test_earlier_plan_in_another_currency_is_refused() -> None:
     usd = Plan("starter-us", 1, "USD", {}, flat_fee=D(20))
     with pytest.raises(ValueError, match="USD"):
