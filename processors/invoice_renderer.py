@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from ops.logs import faust_worker_logging
 from ops.settings import Settings
+from processors.invoice import InvoiceDocument
 from processors.invoice_pdf import render_invoice_pdf
 from processors.transactions import exit_now
 from schemas import invoice_v1
@@ -40,19 +41,25 @@ def pdf_key(tenant_id: str, invoice_id: str) -> str:
 def render_and_store(store: InvoiceStore, objects: ObjectStore,
                      refs: Sequence[tuple[str, str]]) -> int:
     """Render and store the PDFs of the finalized invoices in ``refs`` that lack one."""
-    done = 0
-    for doc in store.get_many(list(dict.fromkeys(refs))):
-        if doc is None or doc.number is None:
-            continue
-        if doc.pdf_sha256 is not None and doc.pdf_key and objects.exists(doc.pdf_key):
-            continue
+    docs = store.get_many(list(dict.fromkeys(refs)))
+    return store_pdfs(store, objects, [
+        d for d in docs if d is not None and d.number is not None and not (
+            d.pdf_sha256 is not None and d.pdf_key and objects.exists(d.pdf_key))])
+
+
+def store_pdfs(store: InvoiceStore, objects: ObjectStore,
+               docs: Sequence[InvoiceDocument]) -> int:
+    """Render ``docs``, store the PDFs, then record their keys and SHA-256 on the invoices."""
+    stored = []
+    for doc in docs:
         pdf = render_invoice_pdf(doc)
         key = pdf_key(doc.tenant_id, doc.id)
         objects.put(key, pdf, "application/pdf")
-        store.set_pdf(doc.tenant_id, doc.id, key, hashlib.sha256(pdf).hexdigest())
-        RENDERED.inc()
-        done += 1
-    return done
+        stored.append((doc.tenant_id, doc.id, key, hashlib.sha256(pdf).hexdigest()))
+    # Recorded only once the objects are stored: a recorded PDF always exists.
+    store.set_pdfs(stored)
+    RENDERED.inc(len(stored))
+    return len(stored)
 
 
 def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore) -> faust.App:
@@ -77,14 +84,12 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore) -> 
         loop = asyncio.get_running_loop()
         async for values in stream.take(BATCH, within=0.5):
             try:
-                refs = []
-                for raw in values:
-                    kind, doc = invoice_v1.decode_event(raw)
-                    if kind == invoice_v1.FINALIZED:
-                        refs.append((doc.tenant_id, doc.id))
+                # The event carries the finalized invoice, immutable once numbered: render
+                # it as it is. A redelivered event renders the same bytes to the same key.
+                docs = [doc for kind, doc in map(invoice_v1.decode_event, values)
+                        if kind == invoice_v1.FINALIZED]
                 # Cassandra, the object store and fpdf2 all block; Faust's loop stays free.
-                count = await loop.run_in_executor(None, render_and_store, store, objects,
-                                                   refs)
+                count = await loop.run_in_executor(None, store_pdfs, store, objects, docs)
             except Exception:  # noqa: BLE001 - any failure means exit and restart
                 exit_now()
             log.info("invoice PDFs stored", extra={"rendered": count})

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -99,26 +100,32 @@ class PeriodCloser:
               correlation_id: str | None = None) -> CloseResult:
         wanted = list(dict.fromkeys((c.tenant_id, c.period) for c in commands))
         skipped: dict[str, str] = {}
-        histories = self.store.for_tenants(list(dict.fromkeys(t for t, _ in wanted)))
-
-        # Usage of each period to close, and of the recently invoiced ones (late usage).
-        usage_keys: list[tuple[str, str]] = []
-        for tenant_id, period in wanted:
-            usage_keys.append((tenant_id, period))
-            invoiced = sorted({d.period for d in histories[tenant_id] if d.period < period})
-            usage_keys += [(tenant_id, p) for p in invoiced[-LATE_LOOKBACK:]]
-        usage_keys = list(dict.fromkeys(usage_keys))
+        tenants = list(dict.fromkeys(t for t, _ in wanted))
+        # Two independent sets of reads: run them side by side.
+        with ThreadPoolExecutor(2) as pool:
+            history_reads = pool.submit(self.store.for_tenants, tenants)
+            current = self.usage.read_many(wanted)
+            histories = history_reads.result()
         usage: dict[str, dict[str, dict[str, Decimal]]] = {}
-        for (tenant_id, period), meters in zip(usage_keys, self.usage.read_many(usage_keys),
+        for (tenant_id, period), meters in zip(wanted, current, strict=True):
+            usage.setdefault(tenant_id, {})[period] = meters
+
+        # Usage of recently invoiced periods, for late usage since their invoices.
+        late_keys: list[tuple[str, str]] = []
+        for tenant_id, period in wanted:
+            invoiced = sorted({d.period for d in histories[tenant_id] if d.period < period})
+            late_keys += [(tenant_id, p) for p in invoiced[-LATE_LOOKBACK:]]
+        late_keys = [k for k in dict.fromkeys(late_keys) if k[1] not in usage.get(k[0], {})]
+        for (tenant_id, period), meters in zip(late_keys, self.usage.read_many(late_keys),
                                                strict=True):
             usage.setdefault(tenant_id, {})[period] = meters
 
         drafts: list[InvoiceDocument] = []
-        done: list[tuple[str, str]] = []
+        finalized: list[InvoiceDocument] = []
         for tenant_id, period in wanted:
             existing = next((d for d in histories[tenant_id] if d.period == period), None)
             if existing is not None and existing.status != "draft":
-                done.append((tenant_id, existing.id))
+                finalized.append(existing)
                 continue
             outcome = self.compose(CloseCommand(tenant_id, period), histories[tenant_id],
                                    usage.get(tenant_id, {}), now)
@@ -127,10 +134,18 @@ class PeriodCloser:
             else:
                 drafts.append(outcome)
         stored = self.store.save_drafts(drafts)
-        refs = [(d.tenant_id, d.id) for d in stored]
-        self.numbers.assign(refs, now)
-        refs += done
-        finalized = [d for d in self.store.get_many(refs) if d is not None and d.number]
+        given = self.numbers.assign([(d.tenant_id, d.id) for d in stored if not d.number], now)
+        numbered_elsewhere = []
+        for doc in stored:
+            if doc.number:
+                finalized.append(doc)
+            elif (doc.tenant_id, doc.id) in given:
+                finalized.append(replace(doc, number=given[(doc.tenant_id, doc.id)],
+                                         status="finalized", finalized_at=now))
+            else:
+                numbered_elsewhere.append((doc.tenant_id, doc.id))
+        # Numbered meanwhile by another closer (or a pending claim it completed): re-read.
+        finalized += [d for d in self.store.get_many(numbered_elsewhere) if d and d.number]
         self._announce([d for d in finalized if d.pdf_sha256 is None], correlation_id)
         if skipped:
             log.info("periods not invoiced", extra={"skipped": skipped})

@@ -54,9 +54,10 @@ class InvoiceNumbers:
             (tenant, invoice, format_number(self.prefix, year, first + offset), at)
             for offset, (tenant, invoice) in enumerate(refs))
 
-    def assign(self, refs: Sequence[tuple[str, str]], at: datetime | None = None) -> int:
+    def assign(self, refs: Sequence[tuple[str, str]], at: datetime | None = None
+               ) -> dict[tuple[str, str], str]:
         """Give every invoice in ``refs`` (``(tenant_id, id)``, drafts already stored) a
-        number if it has none. Returns how many this call numbered."""
+        number if it has none. Returns the numbers this call gave, by invoice."""
         at = (at or datetime.now(UTC)).astimezone(UTC)
         year = at.year
         wanted = list(dict.fromkeys(refs))
@@ -74,12 +75,13 @@ class InvoiceNumbers:
             todo = [r for r, n in zip(wanted, numbers, strict=True)
                     if n is None and _SEP.join(r) not in claimed]
             if not todo:
-                return 0
+                return {}
             batch = [_SEP.join(r) for r in todo]
             applied = self._session.execute(self._claim, (
                 row.next + len(batch), batch, row.next, at, self.prefix, year, row.next,
             )).one().applied
             if applied:
                 self._complete(year, batch, row.next, at)
-                return len(batch)
+                return {ref: format_number(self.prefix, year, row.next + offset)
+                        for offset, ref in enumerate(todo)}
             log.debug("invoice number claim lost a race; retrying")

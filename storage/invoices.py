@@ -10,18 +10,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.query import PreparedStatement, SimpleStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement
 
 from processors.invoice import InvoiceDocument, InvoiceStatus
 from schemas import invoice_v1
 
+T = TypeVar("T")
+
 _COLUMNS = "tenant_id, id, document, number, finalized_at, voided_at, pdf_key, pdf_sha256"
-CONCURRENCY = 64
+CONCURRENCY = 128
+#: Partitions per multi-partition read or unlogged batch. Closing thousands of tenants is
+#: bound by the driver's per-request cost, not by Cassandra: one request per 50 tenants
+#: instead of one per tenant cuts the billing worker's CPU by more than half.
+GROUP = 50
+
+
+def groups(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i:i + GROUP] for i in range(0, len(items), GROUP)]
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -58,6 +68,9 @@ class InvoiceStore:
             "WHERE tenant_id = ? AND id = ? IF number = null", serial=True)
         self._get = prepare(f"SELECT {_COLUMNS} FROM {table} WHERE tenant_id = ? AND id = ?")
         self._by_tenant = prepare(f"SELECT {_COLUMNS} FROM {table} WHERE tenant_id = ?")
+        self._by_tenants = prepare(f"SELECT {_COLUMNS} FROM {table} WHERE tenant_id IN ?")
+        self._numbers_in = prepare(
+            f"SELECT tenant_id, id, number FROM {table} WHERE tenant_id IN ?")
         self._number = prepare(
             f"UPDATE {table} SET number = ?, finalized_at = ? WHERE tenant_id = ? AND id = ?")
         self._pdf = prepare(
@@ -117,9 +130,11 @@ class InvoiceStore:
         return sorted(docs, key=lambda d: d.period)
 
     def for_tenants(self, tenant_ids: Sequence[str]) -> dict[str, list[InvoiceDocument]]:
-        results = self._run(self._by_tenant, [(t,) for t in tenant_ids])
-        return {t: sorted((from_row(r) for r in rows), key=lambda d: d.period)
-                for t, rows in zip(tenant_ids, results, strict=True)}
+        found: dict[str, list[InvoiceDocument]] = {t: [] for t in tenant_ids}
+        for rows in self._run(self._by_tenants, [(list(g),) for g in groups(tenant_ids)]):
+            for row in rows:
+                found[row.tenant_id].append(from_row(row))
+        return {t: sorted(docs, key=lambda d: d.period) for t, docs in found.items()}
 
     def page(self, limit: int, paging_state: bytes | None) -> tuple[list[InvoiceDocument],
                                                                        bytes | None]:
@@ -130,16 +145,34 @@ class InvoiceStore:
         return [from_row(r) for r in result.current_rows], result.paging_state
 
     def numbers_of(self, refs: Sequence[tuple[str, str]]) -> list[str | None]:
-        return [None if (row := r.one()) is None else row.number
-                for r in self._run(self._numbers_of, refs)]
+        tenants = list(dict.fromkeys(t for t, _ in refs))
+        numbers: dict[tuple[str, str], str | None] = {}
+        for rows in self._run(self._numbers_in, [(list(g),) for g in groups(tenants)]):
+            for row in rows:
+                numbers[(row.tenant_id, row.id)] = row.number
+        return [numbers.get(ref) for ref in refs]
+
+    def _batched(self, statement: PreparedStatement, args: Sequence[tuple[Any, ...]]) -> None:
+        futures = []
+        # Under Cassandra's 5 KiB batch warning threshold with these small updates.
+        for group in [args[i:i + 20] for i in range(0, len(args), 20)]:
+            # Unlogged: each update is idempotent on its own; atomicity is not needed.
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED,
+                                   consistency_level=ConsistencyLevel.LOCAL_QUORUM)
+            for values in group:
+                batch.add(statement, values)
+            futures.append(self._session.execute_async(batch))
+        for future in futures:
+            future.result()
 
     def write_numbers(self, numbered: Iterable[tuple[str, str, str, datetime]]) -> None:
         """``(tenant_id, id, number, finalized_at)``: idempotent, the same values every time."""
-        self._run(self._number, [(n, at, t, i) for t, i, n, at in numbered])
+        self._batched(self._number, [(n, at, t, i) for t, i, n, at in numbered])
 
-    def set_pdf(self, tenant_id: str, invoice_id: str, key: str, sha256: str) -> None:
-        self._session.execute(self._pdf, (key, sha256, datetime.now(UTC), tenant_id,
-                                          invoice_id))
+    def set_pdfs(self, stored: Sequence[tuple[str, str, str, str]]) -> None:
+        """``(tenant_id, id, object key, sha256)`` of PDFs now in the object store."""
+        now = datetime.now(UTC)
+        self._batched(self._pdf, [(key, sha, now, t, i) for t, i, key, sha in stored])
 
     def void(self, tenant_id: str, invoice_id: str, at: datetime) -> None:
         self._session.execute(self._void, (at, at, tenant_id, invoice_id))

@@ -86,13 +86,17 @@ class LocalObjectStore:
         self.root = root
         self.base_url = base_url.rstrip("/")
         self._secret = secret
+        # Directories this process made or found: one mkdir per tenant, not per object.
+        self._dirs: set[Path] = set()
 
     def _path(self, key: str) -> Path:
         return self.root / validate_key(key)
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
         # Written beside the target and renamed over it: a reader sees the old file or the
         # new one, never a part, and a crash leaves at most a stray temporary file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -34,6 +34,10 @@ class UsageTable:
             "(tenant_id, period, meter, event_count, quantity_sum, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
         )
+        self._read_in = session.prepare(
+            f"SELECT tenant_id, meter, quantity_sum FROM {keyspace}.usage_by_period "
+            "WHERE tenant_id IN ? AND period = ?"
+        )
         self._read = session.prepare(
             f"SELECT meter, event_count, quantity_sum FROM {keyspace}.usage_by_period "
             "WHERE tenant_id = ? AND period = ?"
@@ -54,10 +58,24 @@ class UsageTable:
                 raise RuntimeError(f"mirror write failed: {outcome}")
 
     def read_many(self, keys: list[tuple[str, str]]) -> list[dict[str, Decimal]]:
-        """Quantity per meter for each ``(tenant, period)``, in order."""
-        results = execute_concurrent_with_args(self._session, self._read, keys, concurrency=64,
-                                               raise_on_first_error=True)
-        return [{r.meter: r.quantity_sum or Decimal(0) for r in rows} for _ok, rows in results]
+        """Quantity per meter for each ``(tenant, period)``, in order.
+
+        One request per period and 50 tenants: at thousands of tenants the driver's cost per
+        request, not Cassandra, is what limits a period close.
+        """
+        by_period: dict[str, list[str]] = {}
+        for tenant, period in keys:
+            by_period.setdefault(period, []).append(tenant)
+        args = [(tenants[i:i + 50], period) for period, tenants in by_period.items()
+                for i in range(0, len(tenants), 50)]
+        results = execute_concurrent_with_args(self._session, self._read_in, args,
+                                               concurrency=64, raise_on_first_error=True)
+        found: dict[tuple[str, str], dict[str, Decimal]] = {}
+        for (_tenants, period), (_ok, rows) in zip(args, results, strict=True):
+            for r in rows:
+                found.setdefault((r.tenant_id, period), {})[r.meter] = (
+                    r.quantity_sum or Decimal(0))
+        return [found.get(key, {}) for key in keys]
 
     def read(self, tenant: str, period: str) -> list[MeterUsage]:
         rows = self._session.execute(self._read, (tenant, period))
