@@ -27,7 +27,7 @@ from schemas import invoice_v1
 from schemas.topics import INVOICES
 from storage.cassandra import connect
 from storage.invoices import InvoiceStore
-from storage.object_store import ObjectStore, open_object_store
+from storage.object_store import ObjectStore, open_object_store, put_all
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -50,12 +50,13 @@ def render_and_store(store: InvoiceStore, objects: ObjectStore,
 def store_pdfs(store: InvoiceStore, objects: ObjectStore,
                docs: Sequence[InvoiceDocument]) -> int:
     """Render ``docs``, store the PDFs, then record their keys and SHA-256 on the invoices."""
-    stored = []
+    stored, files = [], []
     for doc in docs:
         pdf = render_invoice_pdf(doc)
         key = pdf_key(doc.tenant_id, doc.id)
-        objects.put(key, pdf, "application/pdf")
+        files.append((key, pdf, "application/pdf"))
         stored.append((doc.tenant_id, doc.id, key, hashlib.sha256(pdf).hexdigest()))
+    put_all(objects, files)
     # Recorded only once the objects are stored: a recorded PDF always exists.
     store.set_pdfs(stored)
     RENDERED.inc(len(stored))

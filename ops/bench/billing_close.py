@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -160,7 +161,7 @@ def main() -> None:
           f"{time.perf_counter() - began:.1f} s")
 
     procs = []
-    with tempfile.TemporaryDirectory(prefix="meterly-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="meterly-bench-") as tmp, ExitStack() as files:
         clock = Path(tmp) / "clock"
         clock.write_text(datetime(2026, 10, 20, tzinfo=UTC).isoformat())
         env = {**os.environ, "METERLY_KAFKA_BOOTSTRAP": bootstrap,
@@ -173,7 +174,8 @@ def main() -> None:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "ops.cli", "worker", name],
                 env={**env, "METERLY_WORKER_ID": str(i + 1)},
-                stdout=open(Path(tmp) / f"{name}-{i}.log", "wb"), stderr=subprocess.STDOUT))
+                stdout=files.enter_context(open(Path(tmp) / f"{name}-{i}.log", "wb")),
+                stderr=subprocess.STDOUT))
         try:
             time.sleep(15)  # the workers start, read the admin topic and join their groups
             _end = period_bounds(PERIOD)[1]
