@@ -114,8 +114,9 @@ def supervised_processes(settings: Settings, infra: Infra) -> list[object]:
     for name in WORKERS:
         # Counting workers get stable ids: each id is a transactional id and a static
         # group member, so a restarted worker fences its predecessor at once.
-        ids = ([str(i) for i in range(1, settings.counter_workers + 1)] if name == "counter"
-               else ["1"])
+        count = {"counter": settings.counter_workers,
+                 "invoice-renderer": settings.renderer_workers}.get(name, 1)
+        ids = [str(i) for i in range(1, count + 1)]
         specs += [
             ProcessSpec(f"worker:{name}:{i}", [sys.executable, "-m", "ops.cli", "worker", name],
                         {**env, "METERLY_WORKER_ID": i})

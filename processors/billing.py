@@ -26,8 +26,8 @@ from confluent_kafka import Producer
 from gateway.admin_view import AdminView
 from ops.logs import faust_worker_logging
 from ops.settings import Settings
+from processors.billing_inputs import seller_of
 from processors.clock import Clock, clock_from
-from processors.invoice import Party
 from processors.period_close import PeriodCloser, due_period, scheduled_commands
 from processors.transactions import exit_now
 from schemas import billing_v1
@@ -39,11 +39,6 @@ from storage.usage_mirror import UsageTable
 
 log = logging.getLogger(__name__)
 BATCH = 500
-
-
-def seller_of(settings: Settings) -> Party:
-    address = tuple(line.strip() for line in settings.issuer_address.split("|") if line.strip())
-    return Party(settings.issuer_name, address, settings.issuer_email, settings.issuer_tax_id)
 
 
 def idempotent_producer(bootstrap: str) -> Producer:

@@ -10,11 +10,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from ops.settings import Settings
 from processors.invoice import BillingParty, Credit, Party, PlanAssignment
 from processors.money import Money
 from processors.pricing import Plan
 from schemas.admin_v1 import Assignment, CreditRecord, PlanVersion, Subscription, Tenant
 from schemas.plans_v1 import PlanSpec, to_plan
+
+
+def seller_of(settings: Settings) -> Party:
+    """The issuer block from the deployment's settings (address lines split on "|")."""
+    address = tuple(line.strip() for line in settings.issuer_address.split("|") if line.strip())
+    return Party(settings.issuer_name, address, settings.issuer_email, settings.issuer_tax_id)
 
 
 def parse_time(text: str) -> datetime:

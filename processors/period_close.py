@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from confluent_kafka import Producer
+from prometheus_client import Counter, Histogram
 
 from gateway.admin_view import AdminView
 from processors.billing_inputs import (
@@ -42,6 +43,10 @@ from storage.invoices import InvoiceStore
 from storage.usage_mirror import UsageTable
 
 log = logging.getLogger(__name__)
+FINALIZED = Counter("meterly_invoices_finalized_total", "invoices given a number at period close")
+CLOSE_SECONDS = Histogram("meterly_period_close_batch_seconds",
+                          "time to close one batch of tenants' periods",
+                          buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
 #: Earlier periods checked for late usage at each close. Usage older than the open periods
 #: is refused at ingest, so late usage can only reach the last few invoiced periods.
@@ -57,6 +62,41 @@ def due_period(now: datetime, grace: timedelta) -> str:
 class CloseResult:
     finalized: list[InvoiceDocument]
     skipped: dict[str, str]
+
+
+def compose_draft(admin: AdminView, seller: Party, payment_terms_days: int,
+                  command: CloseCommand, history: Sequence[InvoiceDocument],
+                  usage: dict[str, dict[str, Decimal]], now: datetime
+                  ) -> InvoiceDocument | str:
+    """The draft for ``command``, or why there is none.
+
+    ``history`` holds the tenant's invoices; ``usage`` the counters of the period and of
+    the invoiced periods named by ``late_periods``.
+    """
+    tenant = admin.tenants.get(command.tenant_id)
+    if tenant is None:
+        return "unknown tenant"
+    subscription = admin.subscriptions.get(tenant.id)
+    earlier = [d for d in history if d.period != command.period]
+    late = []
+    for doc in earlier:
+        if doc.period >= command.period or doc.status == "draft":
+            continue
+        plan = admin.plans.get((doc.plan, doc.plan_version))
+        if plan is not None and doc.period in usage:
+            late.append(LateUsage(doc.period, plan_of(plan),
+                                  billed_so_far(earlier, doc.period), usage[doc.period]))
+    credits = [credit_of(c) for c in admin.credits.values() if c.tenant_id == tenant.id]
+    draft = compose_invoice(
+        billing_party(tenant, payment_terms_days), seller, command.period,
+        assignments_of(subscription, admin.plans), usage.get(command.period, {}),
+        now, late, credits, credit_spent(earlier))
+    return "no plan in force during the period" if draft is None else draft
+
+
+def late_periods(history: Sequence[InvoiceDocument], period: str) -> list[str]:
+    """The invoiced periods before ``period`` that late usage may still reach."""
+    return sorted({d.period for d in history if d.period < period})[-LATE_LOOKBACK:]
 
 
 class PeriodCloser:
@@ -75,29 +115,17 @@ class PeriodCloser:
     def compose(self, command: CloseCommand, history: Sequence[InvoiceDocument],
                 usage: dict[str, dict[str, Decimal]], now: datetime
                 ) -> InvoiceDocument | str:
-        """The draft for ``command``, or why there is none."""
-        tenant = self.admin.tenants.get(command.tenant_id)
-        if tenant is None:
-            return "unknown tenant"
-        subscription = self.admin.subscriptions.get(tenant.id)
-        earlier = [d for d in history if d.period != command.period]
-        late = []
-        for doc in earlier:
-            if doc.period >= command.period or doc.status == "draft":
-                continue
-            plan = self.admin.plans.get((doc.plan, doc.plan_version))
-            if plan is not None and doc.period in usage:
-                late.append(LateUsage(doc.period, plan_of(plan),
-                                      billed_so_far(earlier, doc.period), usage[doc.period]))
-        credits = [credit_of(c) for c in self.admin.credits.values() if c.tenant_id == tenant.id]
-        draft = compose_invoice(
-            billing_party(tenant, self.payment_terms_days), self.seller, command.period,
-            assignments_of(subscription, self.admin.plans), usage.get(command.period, {}),
-            now, late, credits, credit_spent(earlier))
-        return "no plan in force during the period" if draft is None else draft
+        return compose_draft(self.admin, self.seller, self.payment_terms_days, command,
+                             history, usage, now)
 
     def close(self, commands: Sequence[CloseCommand], now: datetime,
               correlation_id: str | None = None) -> CloseResult:
+        with CLOSE_SECONDS.time():
+            result = self._close(commands, now, correlation_id)
+        return result
+
+    def _close(self, commands: Sequence[CloseCommand], now: datetime,
+               correlation_id: str | None) -> CloseResult:
         wanted = list(dict.fromkeys((c.tenant_id, c.period) for c in commands))
         skipped: dict[str, str] = {}
         tenants = list(dict.fromkeys(t for t, _ in wanted))
@@ -113,8 +141,7 @@ class PeriodCloser:
         # Usage of recently invoiced periods, for late usage since their invoices.
         late_keys: list[tuple[str, str]] = []
         for tenant_id, period in wanted:
-            invoiced = sorted({d.period for d in histories[tenant_id] if d.period < period})
-            late_keys += [(tenant_id, p) for p in invoiced[-LATE_LOOKBACK:]]
+            late_keys += [(tenant_id, p) for p in late_periods(histories[tenant_id], period)]
         late_keys = [k for k in dict.fromkeys(late_keys) if k[1] not in usage.get(k[0], {})]
         for (tenant_id, period), meters in zip(late_keys, self.usage.read_many(late_keys),
                                                strict=True):
@@ -135,6 +162,7 @@ class PeriodCloser:
                 drafts.append(outcome)
         stored = self.store.save_drafts(drafts)
         given = self.numbers.assign([(d.tenant_id, d.id) for d in stored if not d.number], now)
+        FINALIZED.inc(len(given))
         numbered_elsewhere = []
         for doc in stored:
             if doc.number:

@@ -21,9 +21,10 @@ from gateway.kafka_io import DeliveryFailed
 from gateway.problems import ProblemError
 from gateway.routes.ingest import correlation_id
 from gateway.runtime import CurrentTenant, Operator, Runtime, RuntimeDep
-from processors.billing_inputs import parse_time
+from processors.billing_inputs import parse_time, seller_of
 from processors.invoice import InvoiceDocument, invoice_id
-from processors.periods import period_bounds
+from processors.period_close import compose_draft, late_periods
+from processors.periods import period_bounds, period_of
 from schemas import billing_v1, invoice_v1
 from schemas.api_v1 import CloseAccepted, CloseRequest, InvoicePage, InvoicePublic
 from schemas.topics import BILLING_COMMANDS, INVOICES
@@ -62,7 +63,30 @@ def _pdf_redirect(runtime: Runtime, doc: InvoiceDocument) -> RedirectResponse:
     return RedirectResponse(runtime.objects.link(doc.pdf_key, LINK_TTL), status_code=307)
 
 
+async def _upcoming(runtime: Runtime, tenant_id: str) -> InvoicePublic:
+    """The current period priced as it stands: a draft that is never stored or numbered."""
+    now = datetime.now(UTC)
+    period = period_of(now)
+    history = await run_in_threadpool(runtime.invoices.for_tenant, tenant_id)
+    keys = [(tenant_id, p) for p in (period, *late_periods(history, period))]
+    counted = await run_in_threadpool(runtime.usage.read_many, keys)
+    settings = runtime.settings
+    draft = compose_draft(runtime.admin, seller_of(settings), settings.payment_terms_days,
+                          billing_v1.CloseCommand(tenant_id, period), history,
+                          {p: c for (_t, p), c in zip(keys, counted, strict=True)}, now)
+    if isinstance(draft, str):
+        raise ProblemError(404, "no-upcoming-invoice", "No upcoming invoice",
+                           f"tenant {tenant_id}: {draft}")
+    return invoice_public(runtime, draft)
+
+
 # ---- tenant -------------------------------------------------------------------------------
+
+
+@router.get("/v1/invoices/upcoming", response_model=InvoicePublic)
+async def my_upcoming_invoice(tenant: CurrentTenant, runtime: RuntimeDep) -> InvoicePublic:
+    """The current period's invoice so far (a preview: a draft, not stored, no number)."""
+    return await _upcoming(runtime, tenant.id)
 
 
 @router.get("/v1/invoices", response_model=list[InvoicePublic])
@@ -150,6 +174,12 @@ async def all_invoices(
 async def tenant_invoices(tenant_id: str, runtime: RuntimeDep,
                           _: Operator) -> list[InvoicePublic]:
     return await _tenant_invoices(runtime, tenant_id)
+
+
+@router.get("/v1/admin/tenants/{tenant_id}/invoices/upcoming", response_model=InvoicePublic)
+async def tenant_upcoming_invoice(tenant_id: str, runtime: RuntimeDep,
+                                  _: Operator) -> InvoicePublic:
+    return await _upcoming(runtime, tenant_id)
 
 
 @router.get("/v1/admin/tenants/{tenant_id}/invoices/{inv_id}", response_model=InvoicePublic)

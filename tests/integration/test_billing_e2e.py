@@ -333,3 +333,26 @@ def test_cli_closes_a_period_on_demand(stack: Stack) -> None:
     assert (tenant_out, number, currency) == (tenant, inv["number"], "EUR")
     # tokens 15 x 0.2 = 3.00, plus the prorated base fee.
     assert Decimal(amount) == Decimal("3.00") + _prorated_fee(stack, tenant, period)
+
+
+def test_upcoming_invoice_previews_the_open_period(stack: Stack) -> None:
+    tenant, key = stack.new_tenant("Preview Co", plan="pro")
+    _send(stack, key, _events("api.calls", 250))
+    wait_for_usage(stack, key, {"api.calls": (250, "250")})
+    with stack.client(token=key) as client:
+        preview = client.get("/v1/invoices/upcoming")
+        assert preview.status_code == 200, preview.text
+        body = preview.json()
+    assert body["status"] == "draft"
+    assert body["number"] is None
+    assert body["period"] == period_of(datetime.now(UTC))
+    calls = next(line for line in body["lines"] if line["meter"] == "api.calls")
+    # 250 - 100 included = 150 x 0.01 = 1.50
+    assert (calls["quantity"], calls["amount"]["amount"]) == ("250", "1.50")
+    with stack.client() as admin:
+        # Previews are never stored: the tenant still has no invoice.
+        assert admin.get(f"/v1/admin/tenants/{tenant}/invoices").json() == []
+        nobody, _ = stack.new_tenant("No Plan Co")
+        missing = admin.get(f"/v1/admin/tenants/{nobody}/invoices/upcoming")
+        assert missing.status_code == 404
+        assert missing.json()["type"].endswith("/no-upcoming-invoice")
