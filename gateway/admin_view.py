@@ -16,7 +16,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from gateway.kafka_io import AsyncProducer
 from schemas import admin_v1
-from schemas.admin_v1 import AdminEntity, ApiKey, CreditRecord, PlanVersion, Subscription, Tenant
+from schemas.admin_v1 import (
+    AdminEntity,
+    ApiKey,
+    CreditRecord,
+    PlanVersion,
+    Subscription,
+    Tenant,
+    WebhookEndpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ class AdminView:
         self.plans: dict[tuple[str, int], PlanVersion] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.credits: dict[str, CreditRecord] = {}
+        self.webhooks: dict[str, WebhookEndpoint] = {}
         self._caught_up = threading.Event()
         self._running = True
         self._consumer = Consumer({
@@ -115,8 +124,15 @@ class AdminView:
                 current_sub = self.subscriptions.get(entity.tenant_id)
                 if current_sub is None or current_sub.updated_at <= entity.updated_at:
                     self.subscriptions[entity.tenant_id] = entity
+            elif isinstance(entity, WebhookEndpoint):
+                current_hook = self.webhooks.get(entity.id)
+                if current_hook is None or current_hook.updated_at <= entity.updated_at:
+                    self.webhooks[entity.id] = entity
             else:
                 self.credits[entity.id] = entity
+
+    def endpoints_of(self, tenant_id: str) -> list[WebhookEndpoint]:
+        return [w for w in self.webhooks.values() if w.tenant_id == tenant_id and not w.deleted]
 
     def latest_plan(self, name: str) -> PlanVersion | None:
         versions = [v for (n, v) in self.plans if n == name]

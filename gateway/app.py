@@ -19,7 +19,7 @@ from gateway.health import Dependencies
 from gateway.kafka_io import AsyncProducer
 from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
-from gateway.routes import admin, files, ingest, invoices, plans, usage
+from gateway.routes import admin, files, ingest, invoices, plans, usage, webhooks
 from gateway.runtime import Runtime
 from gateway.usage_sink import UsageSink
 from ops.admin_token import read_admin_token
@@ -29,6 +29,7 @@ from storage.cassandra import connect
 from storage.invoices import InvoiceStore
 from storage.object_store import open_object_store
 from storage.usage_mirror import UsageTable
+from storage.webhooks import WebhookStore
 
 _HOME = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Meterly</title>
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter=RateLimiter(settings.gateway_processes),
             invoices=InvoiceStore(session, settings.cassandra_keyspace), objects=objects,
             quotas=Quotas(view, usage_table),
+            webhooks=WebhookStore(session, settings.cassandra_keyspace),
         )
         try:
             yield
@@ -123,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(plans.router)
     app.include_router(invoices.router)
     app.include_router(files.router)
+    app.include_router(webhooks.router)
 
     app.add_middleware(RateLimitHeaders)
 

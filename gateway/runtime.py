@@ -22,6 +22,7 @@ from schemas.admin_v1 import Tenant
 from storage.invoices import InvoiceStore
 from storage.object_store import ObjectStore
 from storage.usage_mirror import UsageTable
+from storage.webhooks import WebhookStore
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Runtime:
     invoices: InvoiceStore
     objects: ObjectStore
     quotas: Quotas
+    webhooks: WebhookStore
     #: Identities this process saw accepted, for ``duplicate`` receipts.
     recent_ids: Recent[bytes, bool] = field(default_factory=lambda: Recent(200_000))
     idempotency: Recent[tuple[str, str], IdempotentResponse | None] = field(

@@ -115,7 +115,8 @@ def supervised_processes(settings: Settings, infra: Infra) -> list[object]:
         # Counting workers get stable ids: each id is a transactional id and a static
         # group member, so a restarted worker fences its predecessor at once.
         count = {"counter": settings.counter_workers,
-                 "invoice-renderer": settings.renderer_workers}.get(name, 1)
+                 "invoice-renderer": settings.renderer_workers,
+                 "webhook-dispatcher": settings.webhook_workers}.get(name, 1)
         ids = [str(i) for i in range(1, count + 1)]
         specs += [
             ProcessSpec(f"worker:{name}:{i}", [sys.executable, "-m", "ops.cli", "worker", name],

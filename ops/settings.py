@@ -70,6 +70,25 @@ class Settings(BaseSettings):
     #: demos move billing time forward by writing it. Never set in production.
     clock_file: Path | None = None
 
+    # Webhooks
+    #: Seconds between attempts after each failure (published schedule; at most 7 steps).
+    webhook_retry_schedule: str = "5,30,120,600,3600,21600,86400"
+    webhook_connect_timeout: float = Field(default=5.0, gt=0)
+    webhook_read_timeout: float = Field(default=10.0, gt=0)
+    #: Networks webhook URLs may resolve to although they are not public ("127.0.0.0/8").
+    webhook_allow_networks: str = ""
+    #: An endpoint failing without a success for this long is disabled.
+    webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=60)
+    #: After 5 failures in a row an endpoint gets no attempts for this long (doubling, to
+    #: 10 minutes at most, while trials keep failing).
+    webhook_breaker_cooldown: float = Field(default=30.0, gt=0)
+    #: Deliveries in flight per dispatcher process.
+    webhook_concurrency: int = Field(default=256, ge=1)
+    #: Shares of a plan's included quantity that send usage.threshold_reached, in percent.
+    usage_thresholds: str = "80,100"
+    #: Dispatcher processes ``meterly run`` starts.
+    webhook_workers: int = Field(default=1, ge=1)
+
     # Object store (invoice PDFs)
     #: Where invoice PDFs are kept: unset, the local directory ``<home>/objects``;
     #: ``s3://bucket[/prefix]`` for S3 or an S3-compatible store (S3Proxy, MinIO).

@@ -16,15 +16,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from confluent_kafka import Producer
 from prometheus_client import Counter
 
 from ops.logs import faust_worker_logging
 from ops.settings import Settings
+from processors import invoice_messages
 from processors.invoice import InvoiceDocument
 from processors.invoice_pdf import render_invoice_pdf
 from processors.transactions import exit_now
-from schemas import invoice_v1
-from schemas.topics import INVOICES
+from schemas import invoice_v1, webhooks_v1
+from schemas.topics import INVOICES, WEBHOOK_EVENTS
 from storage.cassandra import connect
 from storage.invoices import InvoiceStore
 from storage.object_store import ObjectStore, open_object_store, put_all
@@ -47,9 +49,25 @@ def render_and_store(store: InvoiceStore, objects: ObjectStore,
             d.pdf_sha256 is not None and d.pdf_key and objects.exists(d.pdf_key))])
 
 
-def store_pdfs(store: InvoiceStore, objects: ObjectStore,
-               docs: Sequence[InvoiceDocument]) -> int:
-    """Render ``docs``, store the PDFs, then record their keys and SHA-256 on the invoices."""
+def announce(producer: Producer, topic: str, objects: ObjectStore,
+             docs: Sequence[InvoiceDocument], stored: Sequence[tuple[str, str, str, str]]
+             ) -> None:
+    """invoice.finalized for each stored PDF, with an expiring link to it."""
+    by_id = {d.id: d for d in docs}
+    for _tenant, invoice, key, sha in stored:
+        message = invoice_messages.finalized(
+            by_id[invoice], objects.link(key, invoice_messages.PDF_LINK_TTL), sha)
+        producer.produce(topic, webhooks_v1.encode_message(message),
+                         key=message.tenant_id.encode())
+        producer.poll(0)
+    if producer.flush(30):
+        raise RuntimeError("invoice.finalized messages not acknowledged by Kafka")
+
+
+def store_pdfs(store: InvoiceStore, objects: ObjectStore, docs: Sequence[InvoiceDocument],
+               producer: Producer | None = None, messages_topic: str = "") -> int:
+    """Render ``docs``, store the PDFs, then record their keys and SHA-256 on the invoices
+    and (with a producer) announce them as webhook messages."""
     stored, files = [], []
     for doc in docs:
         pdf = render_invoice_pdf(doc)
@@ -60,10 +78,15 @@ def store_pdfs(store: InvoiceStore, objects: ObjectStore,
     # Recorded only once the objects are stored: a recorded PDF always exists.
     store.set_pdfs(stored)
     RENDERED.inc(len(stored))
+    if producer is not None:
+        # After the PDFs are recorded: the message's link always works. A crash before
+        # this line renders again on redelivery and sends then.
+        announce(producer, messages_topic, objects, docs, stored)
     return len(stored)
 
 
-def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore) -> faust.App:
+def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
+              producer: Producer | None = None) -> faust.App:
     assert settings.kafka_bootstrap
     datadir = settings.home / "faust" / "invoice-renderer"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +100,7 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore) -> 
         consumer_auto_offset_reset="earliest",
         datadir=str(datadir),
     )
+    messages_topic = WEBHOOK_EVENTS.full_name(settings.topic_prefix)
     topic = app.topic(INVOICES.full_name(settings.topic_prefix), key_type=bytes,
                       value_type=bytes, key_serializer="raw", value_serializer="raw")
 
@@ -90,7 +114,8 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore) -> 
                 docs = [doc for kind, doc in map(invoice_v1.decode_event, values)
                         if kind == invoice_v1.FINALIZED]
                 # Cassandra, the object store and fpdf2 all block; Faust's loop stays free.
-                count = await loop.run_in_executor(None, store_pdfs, store, objects, docs)
+                count = await loop.run_in_executor(None, store_pdfs, store, objects, docs,
+                                                   producer, messages_topic)
             except Exception:  # noqa: BLE001 - any failure means exit and restart
                 exit_now()
             log.info("invoice PDFs stored", extra={"rendered": count})
@@ -107,7 +132,10 @@ def run_worker(settings: Settings) -> None:
     store = InvoiceStore(session, settings.cassandra_keyspace)
     objects = open_object_store(settings, settings.public_base_url,
                                 link_secret(read_admin_token(settings)))
-    worker = faust.Worker(build_app(settings, store, objects), loglevel="INFO", quiet=True,
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"})
+    worker = faust.Worker(build_app(settings, store, objects, producer), loglevel="INFO",
+                          quiet=True,
                          logging_config=faust_worker_logging("worker:invoice-renderer"))
     try:
         worker.execute_from_commandline()

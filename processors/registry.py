@@ -15,6 +15,7 @@ WORKERS: dict[str, str] = {
     "admin-applier": "processors.admin_applier",
     "billing": "processors.billing",
     "invoice-renderer": "processors.invoice_renderer",
+    "webhook-dispatcher": "processors.webhook_dispatcher",
 }
 
 

@@ -13,18 +13,21 @@ import signal
 import time
 from decimal import Decimal
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, Producer
 from prometheus_client import Gauge
 
+from gateway.admin_view import AdminView
 from ops.settings import Settings
 from processors.kafka_messages import data_messages
 from processors.kafka_offsets import consumer_lag
 from processors.kafka_retry import with_retries
+from processors.usage_thresholds import ThresholdNotices, parse_thresholds
 from schemas import counter_changelog_v1 as changelog
 from schemas.counter_changelog_v1 import CounterKey
-from schemas.topics import COUNTER_CHANGELOG
+from schemas.topics import ADMIN, COUNTER_CHANGELOG, WEBHOOK_EVENTS
 from storage.cassandra import connect
 from storage.usage_mirror import UsageTable
+from storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,14 @@ class MirrorWorker:
         })
         self.cluster, session = connect(settings.cassandra_hosts)
         self.table = UsageTable(session, settings.cassandra_keyspace)
+        self.admin = AdminView(settings.kafka_bootstrap, ADMIN.full_name(settings.topic_prefix),
+                               None)
+        self.notices = ThresholdNotices(
+            self.admin, WebhookStore(session, settings.cassandra_keyspace),
+            Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                      "enable.idempotence": True, "linger.ms": 5}),
+            WEBHOOK_EVENTS.full_name(settings.topic_prefix),
+            parse_thresholds(settings.usage_thresholds))
         self._stop = False
         self._lag_at = 0.0
 
@@ -53,6 +64,7 @@ class MirrorWorker:
         self._stop = True
 
     def run(self) -> None:
+        self.admin.start()
         self.consumer.subscribe([self.topic])
         try:
             while not self._stop:
@@ -68,12 +80,16 @@ class MirrorWorker:
                     latest[ckey] = (count, total, offset)
                 if latest:
                     self.table.write(latest)
+                    # Before the offsets are committed: a crash sends a notice again, never
+                    # not at all (receivers drop the repeat by its webhook-id).
+                    self.notices.check(latest)
                 if messages:
                     with_retries(lambda: self.consumer.commit(asynchronous=False),
                                  "mirror offset commit")
                 self._report_lag()
         finally:
             self.consumer.close()
+            self.admin.stop()
             self.cluster.shutdown()
 
     def _report_lag(self) -> None:

@@ -1,10 +1,10 @@
-"""``admin.v1`` records: tenants, API keys, plans, plan assignments and credits.
+"""``admin.v1`` records: tenants, API keys, plans, plan assignments, credits, webhooks.
 
 One compacted record per entity. Key ``tenant:<id>``, ``key:<id>``, ``plan:<name>:<version>``
-(plan versions are immutable), ``subscription:<tenant id>`` or ``credit:<id>``; value JSON
-with ``"v": 1`` and ``"kind"``. Every gateway process reads the whole topic into memory at
-start and follows its tail, which is how a new or revoked key reaches every process within
-a second. Times are RFC 3339 UTC strings.
+(plan versions are immutable), ``subscription:<tenant id>``, ``credit:<id>`` or
+``webhook:<id>``; value JSON with ``"v": 1`` and ``"kind"``. Every gateway process reads the
+whole topic into memory at start and follows its tail, which is how a new or revoked key
+reaches every process within a second. Times are RFC 3339 UTC strings.
 """
 
 from __future__ import annotations
@@ -115,9 +115,38 @@ class CreditRecord:
         return f"credit:{self.id}".encode()
 
 
-AdminEntity = Tenant | ApiKey | PlanVersion | Subscription | CreditRecord
+@dataclass(frozen=True)
+class SigningSecret:
+    #: ``whsec_...``; kept because signing needs it (unlike API keys, which are hashed).
+    secret: str
+    #: Set on the old secret when rotated: deliveries carry both signatures until then.
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    tenant_id: str
+    url: str
+    event_types: tuple[str, ...]
+    secrets: tuple[SigningSecret, ...]
+    created_at: str
+    updated_at: str
+    enabled: bool = True
+    description: str = ""
+    #: Why Meterly disabled it (failing for days); None when enabled or disabled by a person.
+    disabled_reason: str | None = None
+    deleted: bool = False
+
+    @property
+    def record_key(self) -> bytes:
+        return f"webhook:{self.id}".encode()
+
+
+AdminEntity = Tenant | ApiKey | PlanVersion | Subscription | CreditRecord | WebhookEndpoint
 _KINDS: dict[type, str] = {Tenant: "tenant", ApiKey: "api_key", PlanVersion: "plan",
-                           Subscription: "subscription", CreditRecord: "credit"}
+                           Subscription: "subscription", CreditRecord: "credit",
+                           WebhookEndpoint: "webhook_endpoint"}
 
 
 def encode(entity: AdminEntity) -> bytes:
@@ -141,4 +170,8 @@ def decode(raw: bytes) -> AdminEntity:
         return Subscription(**doc)
     if kind == "credit":
         return CreditRecord(**doc)
+    if kind == "webhook_endpoint":
+        doc["event_types"] = tuple(doc["event_types"])
+        doc["secrets"] = tuple(SigningSecret(**x) for x in doc["secrets"])
+        return WebhookEndpoint(**doc)
     raise ValueError(f"unknown admin record kind {kind!r}")

@@ -243,3 +243,75 @@ class InvoicePublic(BaseModel):
 class InvoicePage(BaseModel):
     data: list[InvoicePublic]
     next_cursor: str | None
+
+
+# ---- webhooks -----------------------------------------------------------------------------
+
+
+class WebhookCreate(_Strict):
+    url: HttpUrl
+    event_types: list[str] | None = Field(default=None, description="default: every type")
+    description: str = Field(default="", max_length=200)
+    enabled: bool = True
+
+
+class WebhookUpdate(_Strict):
+    url: HttpUrl | None = None
+    event_types: list[str] | None = None
+    description: str | None = Field(default=None, max_length=200)
+    enabled: bool | None = None
+
+
+class WebhookPublic(BaseModel):
+    id: str
+    tenant_id: str
+    url: str
+    event_types: list[str]
+    enabled: bool
+    description: str
+    disabled_reason: str | None
+    secrets_in_use: int = Field(description="2 during a secret rotation")
+    created_at: str
+    updated_at: str
+    failing_since: str | None
+    last_success_at: str | None
+    last_failure_at: str | None
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="the signing secret (whsec_...); shown once, store it now")
+
+
+class SecretRotate(_Strict):
+    overlap_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400,
+                                 description="how long the old secret keeps signing")
+
+
+class DeliveryAttemptPublic(BaseModel):
+    message_id: str
+    event_type: str
+    attempt: int
+    attempted_at: str
+    outcome: Literal["delivered", "failed", "dead_lettered"]
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+
+
+class ReplayResult(BaseModel):
+    replayed: int
+
+
+class DeadLetterReplay(_Strict):
+    tenant_id: str | None = None
+    endpoint_id: str | None = None
+    event_type: str | None = None
+
+
+class DeadLetterPublic(BaseModel):
+    message_id: str
+    event_type: str
+    tenant_id: str
+    endpoint_id: str
+    attempts: int
+    last_error: str | None

@@ -71,6 +71,24 @@ BILLING_COMMANDS = TopicSpec(
     "requests to close a tenant's period, from the billing timer, the API and the CLI",
 )
 
+# Webhooks: events to send (keyed by tenant), then one topic per retry step of the
+# published schedule, so every record in a retry topic waits the same time and the topic is
+# in due order; the dispatcher pauses a partition until its head is due instead of sleeping.
+WEBHOOK_EVENTS = TopicSpec(
+    "webhook-events.v1", 4, "delete", 7 * DAY_MS,
+    "webhook messages (invoice.finalized, invoice.voided, usage.threshold_reached)",
+)
+WEBHOOK_RETRIES: tuple[TopicSpec, ...] = tuple(
+    TopicSpec(f"webhook-retry-{n}.v1", 2, "delete", 3 * DAY_MS,
+              f"webhook deliveries waiting for attempt {n + 1}")
+    for n in range(1, 8)
+)
+WEBHOOK_DEAD_LETTER = TopicSpec(
+    "webhook-dead-letter.v1", 1, "delete", 30 * DAY_MS,
+    "webhook deliveries whose last attempt failed; replayable through the API",
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     USAGE, COUNTER_CHANGELOG, INGEST, INGEST_DEAD_LETTER, ADMIN, INVOICES, BILLING_COMMANDS,
+    WEBHOOK_EVENTS, *WEBHOOK_RETRIES, WEBHOOK_DEAD_LETTER,
 )

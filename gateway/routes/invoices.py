@@ -21,13 +21,14 @@ from gateway.kafka_io import DeliveryFailed
 from gateway.problems import ProblemError
 from gateway.routes.ingest import correlation_id
 from gateway.runtime import CurrentTenant, Operator, Runtime, RuntimeDep
+from processors import invoice_messages
 from processors.billing_inputs import parse_time, seller_of
 from processors.invoice import InvoiceDocument, invoice_id
 from processors.period_close import compose_draft, late_periods
 from processors.periods import period_bounds, period_of
-from schemas import billing_v1, invoice_v1
+from schemas import billing_v1, invoice_v1, webhooks_v1
 from schemas.api_v1 import CloseAccepted, CloseRequest, InvoicePage, InvoicePublic
-from schemas.topics import BILLING_COMMANDS, INVOICES
+from schemas.topics import BILLING_COMMANDS, INVOICES, WEBHOOK_EVENTS
 
 router = APIRouter(tags=["invoices"])
 
@@ -210,4 +211,7 @@ async def void_invoice(tenant_id: str, inv_id: str, runtime: RuntimeDep,
         await runtime.producer.send(
             INVOICES.full_name(runtime.settings.topic_prefix),
             invoice_v1.encode_event(invoice_v1.VOIDED, doc), key=tenant_id.encode())
+        await runtime.producer.send(
+            WEBHOOK_EVENTS.full_name(runtime.settings.topic_prefix),
+            webhooks_v1.encode_message(invoice_messages.voided(doc)), key=tenant_id.encode())
     return invoice_public(runtime, doc)

@@ -206,6 +206,8 @@ def main() -> None:
             for proc in procs:
                 proc.wait(timeout=60)
     writes, render = baselines(session, keyspace, args.tenants)
+    # Left behind, old bench keyspaces would make Cassandra compact them during later runs.
+    session.execute(f"DROP KEYSPACE {keyspace}", timeout=120)
     cluster.shutdown()
     print(f"workers: 1 billing, {args.renderers} renderer(s); {numbered:,} finalized, "
           f"{rendered:,} PDFs stored")

@@ -1,0 +1,247 @@
+"""Webhook delivery end to end: real Kafka, Cassandra, dispatcher and an aiohttp receiver.
+
+Signatures are verified with the ``standardwebhooks`` reference library, not with Meterly's
+code. The retry schedule is shortened (``METERLY_WEBHOOK_RETRY_SCHEDULE``) so that a whole
+schedule runs in seconds; the code path is the production one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from ops.settings import Settings
+from processors.periods import period_bounds, period_of
+from schemas import webhooks_v1
+from schemas.topics import WEBHOOK_EVENTS
+from tests.stack import BILLING_WORKERS, CORE_WORKERS, Stack, start_stack, wait_for_usage
+from tests.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+SCHEDULE = (1.0, 2.0, 3.0)  # seconds; three retries, four attempts in all
+
+
+@pytest.fixture(scope="module")
+def clock(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clock") / "now"
+
+
+@pytest.fixture(scope="module")
+def stack(settings: Settings, clock: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(
+        settings, tmp_path_factory.mktemp("webhooks"), gateways=1,
+        workers=(*CORE_WORKERS, *BILLING_WORKERS, "webhook-dispatcher"),
+        extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+                   "METERLY_WEBHOOK_RETRY_SCHEDULE": ",".join(map(str, SCHEDULE)),
+                   "METERLY_WEBHOOK_READ_TIMEOUT": "1", "METERLY_CLOCK_FILE": str(clock),
+                   "METERLY_WEBHOOK_BREAKER_COOLDOWN": "2",
+                   "METERLY_BILLING_TICK_SECONDS": "0.5", "METERLY_INVOICE_PREFIX": "WH"})
+    try:
+        with running.client() as admin:
+            made = admin.post("/v1/admin/plans", json={
+                "name": "starter", "currency": "EUR", "flat_fee": "10.00",
+                "prices": {"calls": {"model": "per_unit", "unit_price": "0.01",
+                                     "included": "10"}}})
+            assert made.status_code == 201, made.text
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _endpoint(stack: Stack, tenant: str, url: str, **extra: Any) -> tuple[str, str]:
+    with stack.client() as admin:
+        made = admin.post(f"/v1/admin/tenants/{tenant}/webhooks", json={"url": url, **extra})
+        assert made.status_code == 201, made.text
+        assert made.json()["secret"].startswith("whsec_")
+        return made.json()["id"], made.json()["secret"]
+
+
+def _until(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def _verified(secret: str, received: Any) -> dict[str, Any]:
+    """The payload, as the reference library verifies it (raises if the signature is bad)."""
+    payload: dict[str, Any] = Webhook(secret).verify(received.body, received.headers)
+    return payload
+
+
+def _send_messages(settings: Settings, stack: Stack, tenant: str, n: int) -> list[str]:
+    """Put ``n`` messages for ``tenant`` on the message topic, as an event source would."""
+    assert settings.kafka_bootstrap
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    topic = WEBHOOK_EVENTS.full_name(stack.settings.topic_prefix)
+    ids = []
+    for _ in range(n):
+        message = webhooks_v1.Message(
+            f"msg_test_{uuid.uuid4().hex[:12]}", webhooks_v1.INVOICE_VOIDED, tenant,
+            datetime.now(UTC).isoformat(), {"invoice": {"id": "inv_test"}})
+        producer.produce(topic, webhooks_v1.encode_message(message), key=tenant.encode())
+        ids.append(message.id)
+    assert producer.flush(10) == 0
+    return ids
+
+
+def _attempts(stack: Stack, tenant: str, endpoint: str) -> list[dict[str, Any]]:
+    with stack.client() as admin:
+        answer = admin.get(f"/v1/admin/tenants/{tenant}/webhooks/{endpoint}/deliveries")
+        assert answer.status_code == 200, answer.text
+        result: list[dict[str, Any]] = answer.json()
+        return result
+
+
+def test_receiver_down_then_up_gets_every_event_signed(stack: Stack, receiver: Receiver,
+                                                       clock: Path) -> None:
+    tenant, key = stack.new_tenant("Hooked GmbH", plan="starter")
+    _endpoint_id, secret = _endpoint(stack, tenant, receiver.url)
+    # Real sources: 10 calls pass 80 % and 100 % of the 10 included; closing the period
+    # finalizes an invoice and renders its PDF.
+    with stack.client(token=key) as client:
+        for _ in range(10):
+            assert client.get("/v1/resources/calls").status_code == 200
+    wait_for_usage(stack, key, {"calls": (10, "10")})
+    period = period_of(datetime.now(UTC))
+    clock.write_text((period_bounds(period)[1] + timedelta(hours=1, seconds=1)).isoformat())
+    time.sleep(3)  # the first attempts fail: nothing listens yet
+    receiver.start()
+
+    def all_three() -> set[str] | None:
+        types = {_verified(secret, r)["type"] for r in receiver.received}
+        wanted = {webhooks_v1.USAGE_THRESHOLD, webhooks_v1.INVOICE_FINALIZED}
+        return types if wanted <= types and len(receiver.ids()) >= 3 else None
+
+    _until("threshold and invoice messages", all_three, timeout=90)
+    payloads = {r.headers["webhook-id"]: _verified(secret, r) for r in receiver.received}
+    thresholds = sorted(p["data"]["percent"] for p in payloads.values()
+                        if p["type"] == webhooks_v1.USAGE_THRESHOLD)
+    assert thresholds == [80, 100]
+    invoice = next(p["data"]["invoice"] for p in payloads.values()
+                   if p["type"] == webhooks_v1.INVOICE_FINALIZED)
+    assert invoice["number"].startswith("WH-")
+    assert invoice["pdf_url"].startswith("http")
+    assert datetime.fromisoformat(invoice["pdf_url_expires_at"]) > datetime.now(UTC)
+    # The receiver being down shows in the log as failed attempts before the success.
+    attempts = _attempts(stack, tenant, _endpoint_id)
+    assert any(a["outcome"] == "failed" for a in attempts)
+    assert {a["message_id"] for a in attempts if a["outcome"] == "delivered"} >= set(payloads)
+
+
+def test_failing_receiver_follows_the_schedule_then_dead_letter_and_replay(
+        settings: Settings, stack: Stack, receiver: Receiver) -> None:
+    tenant, _key = stack.new_tenant("Failing Ltd")
+    endpoint, secret = _endpoint(stack, tenant, receiver.url)
+    receiver.mode = "fail"
+    receiver.start()
+    [message_id] = _send_messages(settings, stack, tenant, 1)
+    _until("four attempts", lambda: len(receiver.received) >= 4 or None, timeout=60)
+    times = [r.at for r in receiver.received if r.headers["webhook-id"] == message_id]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    for gap, planned in zip(gaps, SCHEDULE, strict=True):
+        # +-20 % jitter, plus the time to poll a paused partition back in.
+        assert planned * 0.8 - 0.05 <= gap <= planned * 1.2 + 1.5, (gaps, SCHEDULE)
+    for r in receiver.received:
+        _verified(secret, r)
+    time.sleep(1.0)
+    assert len(receiver.received) == 4  # no fifth attempt: the schedule has ended
+
+    attempts = _until("the attempt log", lambda: (
+        a if len(a := _attempts(stack, tenant, endpoint)) >= 4 else None))
+    assert sorted(a["attempt"] for a in attempts) == [1, 2, 3, 4]
+    assert all(a["status_code"] == 500 for a in attempts)
+    assert [a["outcome"] for a in sorted(attempts, key=lambda a: a["attempt"])] == [
+        "failed", "failed", "failed", "dead_lettered"]
+    with stack.client() as admin:
+        dead = _until("the dead letter", lambda: [
+            d for d in admin.get("/v1/admin/webhooks/dead-letter").json()
+            if d["message_id"] == message_id])
+        assert dead[0]["attempts"] == 4
+        assert dead[0]["last_error"] == "HTTP 500"
+
+        receiver.mode = "ok"
+        replay = admin.post("/v1/admin/webhooks/dead-letter/replay",
+                            json={"endpoint_id": endpoint})
+        assert replay.status_code == 202, replay.text
+        assert replay.json()["replayed"] >= 1
+    delivered = _until("the replayed delivery", lambda: [
+        r for r in receiver.received[4:] if r.headers["webhook-id"] == message_id])
+    assert _verified(secret, delivered[0])["type"] == webhooks_v1.INVOICE_VOIDED
+
+    # One delivery replayed by hand, from the message log.
+    with stack.client() as admin:
+        again = admin.post(f"/v1/admin/tenants/{tenant}/webhooks/{endpoint}/deliveries/"
+                           f"{message_id}/replay")
+        assert again.status_code == 202, again.text
+    _until("the hand replay", lambda: len(
+        [r for r in receiver.received if r.headers["webhook-id"] == message_id]) >= 6 or None)
+
+
+def test_slow_receiver_times_out_as_a_failure(settings: Settings, stack: Stack,
+                                              receiver: Receiver) -> None:
+    tenant, _key = stack.new_tenant("Slow Inc")
+    endpoint, _secret = _endpoint(stack, tenant, receiver.url)
+    receiver.mode = "slow"
+    receiver.start()
+    _send_messages(settings, stack, tenant, 1)
+    first = _until("a timed-out attempt", lambda: [
+        a for a in _attempts(stack, tenant, endpoint) if a["attempt"] == 1])
+    assert first[0]["outcome"] == "failed"
+    assert first[0]["error"] == "timeout"
+    assert first[0]["status_code"] is None
+    assert 900 <= first[0]["latency_ms"] < 3000  # the 1 s read timeout, not the 3 s sleep
+
+
+def test_secret_rotation_signs_with_both_secrets(settings: Settings, stack: Stack,
+                                                 receiver: Receiver) -> None:
+    tenant, _key = stack.new_tenant("Rotating BV")
+    endpoint, old = _endpoint(stack, tenant, receiver.url)
+    receiver.start()
+    with stack.client() as admin:
+        rotated = admin.post(f"/v1/admin/tenants/{tenant}/webhooks/{endpoint}/rotate-secret",
+                             json={"overlap_seconds": 3600})
+        assert rotated.status_code == 201, rotated.text
+        new = rotated.json()["secret"]
+        assert new != old
+        assert rotated.json()["secrets_in_use"] == 2
+    [message_id] = _send_messages(settings, stack, tenant, 1)
+    [got] = _until("the delivery", lambda: [
+        r for r in receiver.received if r.headers["webhook-id"] == message_id])
+    assert _verified(old, got)["type"] == webhooks_v1.INVOICE_VOIDED
+    assert _verified(new, got)["type"] == webhooks_v1.INVOICE_VOIDED
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "QUJD" * 8).verify(got.body, got.headers)
+
+
+def test_urls_resolving_to_private_addresses_are_refused(stack: Stack) -> None:
+    tenant, _key = stack.new_tenant("Ssrf Probe")
+    with stack.client() as admin:
+        for url in ("http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data",
+                    "http://[fd00::1]/x", "ftp://example.com/x"):
+            refused = admin.post(f"/v1/admin/tenants/{tenant}/webhooks", json={"url": url})
+            assert refused.status_code == 422, (url, refused.text)
+            assert refused.json()["type"].rsplit("/", 1)[1] in (
+                "webhook-url-refused", "invalid-request")
