@@ -54,6 +54,7 @@ class AdminView:
         self.subscriptions: dict[str, Subscription] = {}
         self.credits: dict[str, CreditRecord] = {}
         self.webhooks: dict[str, WebhookEndpoint] = {}
+        self._hooks_by_tenant: dict[str, dict[str, WebhookEndpoint]] = {}
         self._caught_up = threading.Event()
         self._running = True
         self._consumer = Consumer({
@@ -128,11 +129,13 @@ class AdminView:
                 current_hook = self.webhooks.get(entity.id)
                 if current_hook is None or current_hook.updated_at <= entity.updated_at:
                     self.webhooks[entity.id] = entity
+                    self._hooks_by_tenant.setdefault(entity.tenant_id, {})[entity.id] = entity
             else:
                 self.credits[entity.id] = entity
 
     def endpoints_of(self, tenant_id: str) -> list[WebhookEndpoint]:
-        return [w for w in self.webhooks.values() if w.tenant_id == tenant_id and not w.deleted]
+        hooks = self._hooks_by_tenant.get(tenant_id, {})
+        return [w for w in list(hooks.values()) if not w.deleted]
 
     def latest_plan(self, name: str) -> PlanVersion | None:
         versions = [v for (n, v) in self.plans if n == name]

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     #: Networks webhook URLs may resolve to although they are not public ("127.0.0.0/8").
     webhook_allow_networks: str = ""
     #: An endpoint failing without a success for this long is disabled.
-    webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=60)
+    webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=1)
     #: After 5 failures in a row an endpoint gets no attempts for this long (doubling, to
     #: 10 minutes at most, while trials keep failing).
     webhook_breaker_cooldown: float = Field(default=30.0, gt=0)

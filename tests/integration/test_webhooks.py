@@ -127,6 +127,11 @@ def test_receiver_down_then_up_gets_every_event_signed(stack: Stack, receiver: R
     wait_for_usage(stack, key, {"calls": (10, "10")})
     period = period_of(datetime.now(UTC))
     clock.write_text((period_bounds(period)[1] + timedelta(hours=1, seconds=1)).isoformat())
+    with stack.client() as admin:
+        # On demand: other tests in this keyspace may have run this period's scheduled close.
+        closing = admin.post("/v1/admin/billing/close",
+                             json={"period": period, "tenant_ids": [tenant]})
+        assert closing.status_code == 202, closing.text
     time.sleep(3)  # the first attempts fail: nothing listens yet
     receiver.start()
 
@@ -149,6 +154,16 @@ def test_receiver_down_then_up_gets_every_event_signed(stack: Stack, receiver: R
     attempts = _attempts(stack, tenant, _endpoint_id)
     assert any(a["outcome"] == "failed" for a in attempts)
     assert {a["message_id"] for a in attempts if a["outcome"] == "delivered"} >= set(payloads)
+
+    # Voiding the invoice sends invoice.voided.
+    with stack.client() as admin:
+        voided = admin.post(f"/v1/admin/tenants/{tenant}/invoices/{invoice['id']}/void")
+        assert voided.status_code == 200, voided.text
+    void = _until("invoice.voided", lambda: [
+        p for r in receiver.received
+        if (p := _verified(secret, r))["type"] == webhooks_v1.INVOICE_VOIDED])
+    assert void[0]["data"]["invoice"]["number"] == invoice["number"]
+    assert void[0]["data"]["invoice"]["status"] == "void"
 
 
 def test_failing_receiver_follows_the_schedule_then_dead_letter_and_replay(
