@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     #: 10 minutes at most, while trials keep failing).
     webhook_breaker_cooldown: float = Field(default=30.0, gt=0)
     #: Deliveries in flight per dispatcher process.
-    webhook_concurrency: int = Field(default=256, ge=1)
+    webhook_concurrency: int = Field(default=1024, ge=1)
     #: Shares of a plan's included quantity that send usage.threshold_reached, in percent.
     usage_thresholds: str = "80,100"
     #: Dispatcher processes ``meterly run`` starts.

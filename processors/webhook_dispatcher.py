@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import uvloop
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
+from yarl import URL
 
 from gateway.admin_view import AdminView, now_text
 from gateway.kafka_io import AsyncProducer
@@ -62,7 +63,7 @@ LATENCY = Histogram("meterly_webhook_attempt_seconds", "webhook attempt duration
 DEAD_LETTERED = Counter("meterly_webhook_dead_lettered_total", "deliveries dead-lettered")
 DEFERRED = Counter("meterly_webhook_deferred_total",
                    "deliveries put back while their endpoint's circuit was open")
-IN_FLIGHT = Gauge("meterly_webhook_in_flight", "webhook deliveries being attempted")
+OUTCOMES = {o: ATTEMPTS.labels(o) for o in ("delivered", "failed", "dead_lettered")}
 
 
 def _literal_address(url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -80,7 +81,7 @@ class Batcher:
     delivery is only done (and its offset committable) once its log row is stored.
     """
 
-    def __init__(self, write: Callable[[list[Any]], Awaitable[None]], max_items: int = 500,
+    def __init__(self, write: Callable[[list[Any]], Awaitable[None]], max_items: int = 2000,
                  max_delay: float = 0.05) -> None:
         self._write = write
         self._max_items = max_items
@@ -146,16 +147,25 @@ class Dispatcher:
         self.attempt_log = Batcher(self.store.record_attempts)
         self.message_log = Batcher(self.store.save_messages)
         self._healthy: set[str] = set()
+        self._secret_cache: dict[str, tuple[WebhookEndpoint, float, list[str]]] = {}
+        self._refusals: dict[str, str | None] = {}
+        self._urls: dict[str, URL] = {}
 
     # ---- one message, fanned out --------------------------------------------------------
 
     async def handle_message(self, message: Message) -> None:
-        await self.message_log.add(message)
+        # Stored for replays while the first attempts go out; both finish before the
+        # message's offset may be committed.
         now_ms = int(self.clock() * 1000)
         endpoints = [e for e in self.admin.endpoints_of(message.tenant_id)
                      if e.enabled and message.type in e.event_types]
-        await asyncio.gather(*(self.attempt(Delivery(message, e.id, 0, now_ms))
-                               for e in endpoints))
+        stored = self.message_log.add(message)
+        if len(endpoints) == 1:
+            await self.attempt(Delivery(message, endpoints[0].id, 0, now_ms))
+        elif endpoints:
+            await asyncio.gather(*(self.attempt(Delivery(message, e.id, 0, now_ms))
+                                   for e in endpoints))
+        await stored
 
     # ---- one attempt ----------------------------------------------------------------------
 
@@ -182,13 +192,15 @@ class Dispatcher:
         delay = None if delivered else next_attempt_delay(number, self.schedule, self.rng)
         outcome = "delivered" if delivered else ("failed" if delay is not None
                                                  else "dead_lettered")
-        ATTEMPTS.labels(outcome).inc()
+        OUTCOMES[outcome].inc()
         logged = self.attempt_log.add(Attempt(
             delivery.message.tenant_id, endpoint.id, delivery.message.id, delivery.message.type,
             number, at, outcome, status, int(elapsed * 1000), error))
         if delivered:
             self.breaker.record_success(endpoint.id)
-            await asyncio.gather(logged, self._healthy_now(endpoint, at))
+            if endpoint.id not in self._healthy:
+                await self._healthy_now(endpoint, at)
+            await logged
             return
         self.breaker.record_failure(endpoint.id)
         failed = replace(delivery, attempts=number, last_error=error)
@@ -216,19 +228,16 @@ class Dispatcher:
     async def _post(self, endpoint: WebhookEndpoint, message: Message
                     ) -> tuple[int | None, str | None]:
         now = self.clock()
-        secrets = [s.secret for s in endpoint.secrets
-                   if s.expires_at is None or parse_time(s.expires_at).timestamp() > now]
+        secrets = self._secrets(endpoint, now)
         if not secrets:
             return None, "no signing secret in force: rotate the endpoint's secret"
-        literal = _literal_address(endpoint.url)
-        if literal is not None and not address_allowed(literal, self.allow):
-            # aiohttp connects to an IP literal without asking the guarded resolver.
-            return None, f"refused: {literal} is not a public address"
+        refusal = self._refusal(endpoint.url)
+        if refusal is not None:
+            return None, refusal
         body = message.body()
         headers = sign_headers(secrets, message.id, int(now), body)
-        IN_FLIGHT.inc()
         try:
-            async with self.http.post(endpoint.url, data=body, headers=headers,
+            async with self.http.post(self._url(endpoint.url), data=body, headers=headers,
                                       allow_redirects=False) as answer:
                 await answer.read()
                 if 200 <= answer.status < 300:
@@ -238,8 +247,35 @@ class Dispatcher:
             return None, "timeout"
         except aiohttp.ClientError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
-        finally:
-            IN_FLIGHT.dec()
+
+    def _secrets(self, endpoint: WebhookEndpoint, now: float) -> list[str]:
+        """The secrets in force, cached per endpoint version until the next one expires."""
+        cached = self._secret_cache.get(endpoint.id)
+        if cached is not None and cached[0] is endpoint and now < cached[1]:
+            return cached[2]
+        expiries = {s.secret: (parse_time(s.expires_at).timestamp() if s.expires_at
+                               else float("inf")) for s in endpoint.secrets}
+        live = [secret for secret, until in expiries.items() if until > now]
+        valid_until = min((u for u in expiries.values() if u > now), default=float("inf"))
+        self._secret_cache[endpoint.id] = (endpoint, valid_until, live)
+        return live
+
+    def _url(self, url: str) -> URL:
+        """Parsed once per URL: aiohttp parses a str URL on every request."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = URL(url)
+        return parsed
+
+    def _refusal(self, url: str) -> str | None:
+        """Why the SSRF guard refuses an IP-literal URL (aiohttp connects to a literal
+        without asking the guarded resolver); None when allowed or not a literal."""
+        if url not in self._refusals:
+            literal = _literal_address(url)
+            refused = literal is not None and not address_allowed(literal, self.allow)
+            self._refusals[url] = (f"refused: {literal} is not a public address" if refused
+                                   else None)
+        return self._refusals[url]
 
     async def _dead_letter(self, delivery: Delivery) -> None:
         DEAD_LETTERED.inc()
@@ -285,10 +321,15 @@ class Consumer:
         self._paused: dict[TopicPartition, asyncio.TimerHandle] = {}
 
     async def run(self) -> None:
-        tracker, paused = self.tracker, self._paused
+        tracker, paused, consumer = self.tracker, self._paused, self
 
         class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+                # Hand over what is done, so the next owner repeats only what was in flight.
+                try:
+                    await consumer.commit()
+                except Exception:
+                    log.warning("commit before a rebalance failed", exc_info=True)
                 for tp in revoked:
                     tracker.forget(tp)
                     timer = paused.pop(tp, None)
@@ -389,7 +430,9 @@ async def serve(settings: Settings) -> None:
                                      resolver=resolver, ttl_dns_cache=10)
     timeout = aiohttp.ClientTimeout(total=None, connect=settings.webhook_connect_timeout,
                                     sock_read=settings.webhook_read_timeout)
+    # No cookies, no decompression: a receiver's answer is only its status code.
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
                                      headers={"User-Agent": "Meterly-Webhooks/1"}) as http:
         dispatcher = Dispatcher(settings, admin, WebhookStore(session,
                                                              settings.cassandra_keyspace),

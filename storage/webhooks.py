@@ -41,7 +41,7 @@ async def execute(session: Session, statement: PreparedStatement | BatchStatemen
     return await done
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Attempt:
     tenant_id: str
     endpoint_id: str
@@ -100,10 +100,20 @@ class WebhookStore:
     # ---- asyncio side (the dispatcher) ------------------------------------------------
 
     async def save_messages(self, messages: Sequence[Message]) -> None:
+        """Store messages, one single-partition batch per tenant and 100 messages."""
         now = datetime.now(UTC)
-        await asyncio.gather(*(
-            execute(self.session, self._save_message,
-                    (m.tenant_id, m.id, m.type, m.body().decode(), now)) for m in messages))
+        by_tenant: dict[str, list[Message]] = defaultdict(list)
+        for m in messages:
+            by_tenant[m.tenant_id].append(m)
+        batches = []
+        for group in by_tenant.values():
+            for start in range(0, len(group), 100):
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for m in group[start:start + 100]:
+                    batch.add(self._save_message, (m.tenant_id, m.id, m.type,
+                                                   m.body().decode(), now))
+                batches.append(batch)
+        await asyncio.gather(*(execute(self.session, b) for b in batches))
 
     async def record_attempts(self, attempts: Sequence[Attempt]) -> None:
         """Write attempts, one single-partition batch per endpoint (cheap for Cassandra)."""

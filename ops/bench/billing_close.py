@@ -30,7 +30,7 @@ import httpx
 from cassandra.concurrent import execute_concurrent_with_args
 from confluent_kafka import Producer
 
-from ops.bench.common import free_port
+from ops.bench.common import cpu_seconds, free_port, jvm_pids
 from ops.cli import prepare
 from ops.settings import get_settings
 from ops.topics import ensure_topics
@@ -84,27 +84,6 @@ def seed(bootstrap: str, prefix: str, usage: UsageTable, tenants: int) -> list[s
         values[(tenant, PERIOD, "tokens")] = (1, Decimal(10_000 * (n % 100)), 1)
     usage.write(values)
     return ids
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def jvm_pids() -> dict[str, int]:
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        for name, marker in (("kafka", b"kafka.Kafka"), ("cassandra", b"CassandraDaemon")):
-            if marker in cmdline and b"java" in cmdline:
-                found[name] = int(entry.name)
-    return found
 
 
 def metric(port: int, name: str) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
 
 import httpx
 
@@ -34,3 +36,24 @@ def tenant_key(base: str, operator_token: str, name: str) -> str:
     key: str = httpx.post(f"{base}/v1/admin/tenants/{tenant['id']}/keys", headers=admin,
                           json={"name": name}).json()["key"]
     return key
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def jvm_pids() -> dict[str, int]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        for name, marker in (("kafka", b"kafka.Kafka"), ("cassandra", b"CassandraDaemon")):
+            if marker in cmdline and b"java" in cmdline:
+                found[name] = int(entry.name)
+    return found
