@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     issuer_tax_id: str | None = None
     #: Days from issue to due date, unless the tenant sets its own terms.
     payment_terms_days: int = Field(default=30, ge=0, le=365)
-    #: Invoice renderers ``meterly run`` starts (PDF rendering is CPU-bound: one per core).
-    renderer_workers: int = Field(default=1, ge=1)
+    #: Invoice renderers ``meterly run`` starts (PDF rendering is CPU-bound: about one per
+    #: core; two close 10,000 tenants within 30 s on two cores, docs/benchmarks.md).
+    renderer_workers: int = Field(default=2, ge=1)
     #: How often the billing agent looks for periods to close, in seconds.
     billing_tick_seconds: float = Field(default=30.0, gt=0)
     #: Read "now" from this file (an RFC 3339 time) instead of the system clock: tests and

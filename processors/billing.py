@@ -84,7 +84,10 @@ class Billing:
     def sweep(self) -> int:
         """Enqueue the closes of the latest due period unless that was done; return how many."""
         period = due_period(self.clock(), self.grace)
-        if self._session.execute(self._run_done, (period,)).one() is not None:
+        # A run is per deployment (its topics), so deployments sharing a keyspace, as test
+        # runs do, never suppress each other's closes.
+        run = f"{self.commands_topic}:{period}"
+        if self._session.execute(self._run_done, (run,)).one() is not None:
             return 0
         commands = scheduled_commands(self.admin, period)
         for command in commands:
@@ -93,7 +96,7 @@ class Billing:
             self.producer.poll(0)
         if self.producer.flush(30):
             raise RuntimeError("close commands not acknowledged by Kafka")
-        self._session.execute(self._run_record, (period, len(commands), datetime.now(UTC)))
+        self._session.execute(self._run_record, (run, len(commands), datetime.now(UTC)))
         log.info("period close scheduled", extra={"period": period, "tenants": len(commands)})
         return len(commands)
 
