@@ -52,6 +52,14 @@ class Runtime:
     last_used: dict[str, float] = field(default_factory=dict)
 
 
+def tenant_or_404(runtime: Runtime, tenant_id: str) -> Tenant:
+    tenant = runtime.admin.tenants.get(tenant_id)
+    if tenant is None:
+        raise ProblemError(404, "tenant-not-found", "Tenant not found",
+                           f"no tenant with id {tenant_id}")
+    return tenant
+
+
 async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime

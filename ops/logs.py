@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -33,12 +34,23 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+#: Meterly's own loggers; METERLY_LOG_LEVEL applies to these (libraries stay at INFO).
+OWN = ("gateway", "processors", "storage", "ops")
+
+
+def own_level() -> str:
+    """METERLY_LOG_LEVEL (DEBUG shows each hop of a correlation id's journey)."""
+    return os.environ.get("METERLY_LOG_LEVEL", "INFO").upper()
+
+
 def configure(role: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(role))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in OWN:
+        logging.getLogger(name).setLevel(own_level())
     # The Cassandra driver reports every failed reconnect attempt at WARNING.
     logging.getLogger("cassandra").setLevel(logging.ERROR)
 
@@ -59,7 +71,6 @@ def faust_worker_logging(role: str) -> dict[str, Any]:
         "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json",
                               "stream": "ext://sys.stderr"}},
         "root": {"level": "WARNING", "handlers": ["json"]},
-        "loggers": {name: {"level": "INFO"} for name in
-                    ("processors", "storage", "gateway", "ops")}
+        "loggers": {name: {"level": own_level()} for name in OWN}
                    | {"cassandra": {"level": "ERROR"}},
     }

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     counter_workers: int = Field(default=1, ge=1)
     #: This worker's stable id: its transactional id and static group membership.
     worker_id: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    #: Level of Meterly's own logs; DEBUG adds a line per request and per batch with the
+    #: correlation ids it carries (read by ops/logs.py before settings are loaded).
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     #: Serve a worker's Prometheus metrics on this port (unset: not served).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     #: How often the counter forgets identities past their expiry, in seconds.

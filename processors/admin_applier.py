@@ -13,8 +13,8 @@ from typing import Any
 
 import faust
 
-from ops.logs import faust_worker_logging
 from ops.settings import Settings
+from processors.faust_apps import bytes_topic, faust_app, run_app
 from processors.transactions import exit_now
 from schemas import admin_v1
 from schemas.topics import ADMIN
@@ -27,20 +27,8 @@ log = logging.getLogger(__name__)
 def build_app(settings: Settings) -> faust.App:
     assert settings.kafka_bootstrap
     assert settings.cassandra_hosts
-    datadir = settings.home / "faust" / "admin-applier"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        f"{settings.topic_prefix}admin-applier",
-        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
-        processing_guarantee="at_least_once",
-        store="memory://",
-        web_enabled=False,
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        datadir=str(datadir),
-    )
-    topic = app.topic(ADMIN.full_name(settings.topic_prefix), key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
+    app = faust_app(settings, "admin-applier")
+    topic = bytes_topic(app, ADMIN.full_name(settings.topic_prefix))
     _cluster, session = connect(settings.cassandra_hosts)
     tables = AdminTables(session, settings.cassandra_keyspace)
 
@@ -67,6 +55,4 @@ def build_app(settings: Settings) -> faust.App:
 
 def run_worker(settings: Settings) -> None:
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel="INFO", quiet=True,
-                         logging_config=faust_worker_logging("worker:admin-applier"))
-    worker.execute_from_commandline()
+    run_app(app, "admin-applier")

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
-from confluent_kafka import Producer
 
 from gateway.admin_view import AdminView
-from ops.logs import faust_worker_logging
 from ops.settings import Settings
 from processors.billing_inputs import seller_of
 from processors.clock import Clock, clock_from
+from processors.faust_apps import bytes_topic, faust_app, header_cid, run_app
 from processors.period_close import PeriodCloser, due_period, scheduled_commands
-from processors.transactions import exit_now
+from processors.transactions import exit_now, idempotent_producer
 from schemas import billing_v1
 from schemas.topics import ADMIN, BILLING_COMMANDS, INVOICES
 from storage.cassandra import connect
@@ -39,11 +39,6 @@ from storage.usage_mirror import UsageTable
 
 log = logging.getLogger(__name__)
 BATCH = 500
-
-
-def idempotent_producer(bootstrap: str) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                     "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
 
 
 class Billing:
@@ -102,40 +97,28 @@ class Billing:
 
 
 def build_app(settings: Settings, billing: Billing) -> faust.App:
-    assert settings.kafka_bootstrap
-    datadir = settings.home / "faust" / "billing"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        f"{settings.topic_prefix}billing",
-        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
-        processing_guarantee="at_least_once",
-        store="memory://",
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        datadir=str(datadir),
+    app = faust_app(
+        settings, "billing", leader=True,
         # A dead worker's partitions move to the others after this many seconds.
-        broker_session_timeout=10,
-        broker_heartbeat_interval=3,
-    )
-    topic = app.topic(billing.commands_topic, key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
+        broker_session_timeout=10, broker_heartbeat_interval=3)
+    topic = bytes_topic(app, billing.commands_topic)
 
     @app.agent(topic)
     async def close_periods(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(BATCH, within=1.0):
             try:
-                commands = [billing_v1.decode(e.value) for e in events if e.value is not None]
-                headers = dict(events[0].headers or {}) if events else {}
-                correlation = headers.get("correlation-id")
-                cid = correlation.decode() if isinstance(correlation, bytes) else None
+                commands = [replace(billing_v1.decode(e.value), correlation_id=header_cid(e))
+                             for e in events if e.value is not None]
                 # The Cassandra driver blocks; keep Faust's event loop (and heartbeats) free.
                 result = await loop.run_in_executor(None, billing.closer.close, commands,
-                                                    billing.clock(), cid)
+                                                    billing.clock())
             except Exception:  # noqa: BLE001 - any failure means exit and restart
                 exit_now()
-            log.info("periods closed", extra={"invoices": len(result.finalized),
-                                              "skipped": len(result.skipped)})
+            log.info("periods closed", extra={
+                "invoices": len(result.finalized), "skipped": len(result.skipped),
+                "correlation_ids": sorted({c.correlation_id for c in commands
+                                           if c.correlation_id})})
 
     @app.timer(interval=settings.billing_tick_seconds,  # type: ignore[untyped-decorator]
                on_leader=True)
@@ -152,9 +135,7 @@ def run_worker(settings: Settings) -> None:
     billing = Billing(settings, clock_from(settings.clock_file))
     billing.start()
     app = build_app(settings, billing)
-    worker = faust.Worker(app, loglevel="INFO", quiet=True,
-                         logging_config=faust_worker_logging("worker:billing"))
     try:
-        worker.execute_from_commandline()
+        run_app(app, "billing")
     finally:
         billing.stop()

@@ -12,19 +12,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import faust
 from confluent_kafka import Producer
 from prometheus_client import Counter
 
-from ops.logs import faust_worker_logging
 from ops.settings import Settings
 from processors import invoice_messages
+from processors.faust_apps import bytes_topic, faust_app, header_cid, run_app
 from processors.invoice import InvoiceDocument
 from processors.invoice_pdf import render_invoice_pdf
-from processors.transactions import exit_now
+from processors.transactions import exit_now, idempotent_producer
 from schemas import invoice_v1, webhooks_v1
 from schemas.topics import INVOICES, WEBHOOK_EVENTS
 from storage.cassandra import connect
@@ -50,22 +50,25 @@ def render_and_store(store: InvoiceStore, objects: ObjectStore,
 
 
 def announce(producer: Producer, topic: str, objects: ObjectStore,
-             docs: Sequence[InvoiceDocument], stored: Sequence[tuple[str, str, str, str]]
-             ) -> None:
+             docs: Sequence[InvoiceDocument], stored: Sequence[tuple[str, str, str, str]],
+             cids: Mapping[str, str]) -> None:
     """invoice.finalized for each stored PDF, with an expiring link to it."""
     by_id = {d.id: d for d in docs}
     for _tenant, invoice, key, sha in stored:
         message = invoice_messages.finalized(
             by_id[invoice], objects.link(key, invoice_messages.PDF_LINK_TTL), sha)
+        cid = cids.get(invoice)
         producer.produce(topic, webhooks_v1.encode_message(message),
-                         key=message.tenant_id.encode())
+                         key=message.tenant_id.encode(),
+                         headers=[("correlation-id", cid.encode())] if cid else None)
         producer.poll(0)
     if producer.flush(30):
         raise RuntimeError("invoice.finalized messages not acknowledged by Kafka")
 
 
 def store_pdfs(store: InvoiceStore, objects: ObjectStore, docs: Sequence[InvoiceDocument],
-               producer: Producer | None = None, messages_topic: str = "") -> int:
+               producer: Producer | None = None, messages_topic: str = "",
+               cids: Mapping[str, str] | None = None) -> int:
     """Render ``docs``, store the PDFs, then record their keys and SHA-256 on the invoices
     and (with a producer) announce them as webhook messages."""
     stored, files = [], []
@@ -81,44 +84,37 @@ def store_pdfs(store: InvoiceStore, objects: ObjectStore, docs: Sequence[Invoice
     if producer is not None:
         # After the PDFs are recorded: the message's link always works. A crash before
         # this line renders again on redelivery and sends then.
-        announce(producer, messages_topic, objects, docs, stored)
+        announce(producer, messages_topic, objects, docs, stored, cids or {})
     return len(stored)
 
 
 def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
               producer: Producer | None = None) -> faust.App:
-    assert settings.kafka_bootstrap
-    datadir = settings.home / "faust" / "invoice-renderer"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        f"{settings.topic_prefix}invoice-renderer",
-        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
-        processing_guarantee="at_least_once",
-        store="memory://",
-        web_enabled=False,
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        datadir=str(datadir),
-    )
+    app = faust_app(settings, "invoice-renderer")
     messages_topic = WEBHOOK_EVENTS.full_name(settings.topic_prefix)
-    topic = app.topic(INVOICES.full_name(settings.topic_prefix), key_type=bytes,
-                      value_type=bytes, key_serializer="raw", value_serializer="raw")
+    topic = bytes_topic(app, INVOICES.full_name(settings.topic_prefix))
 
     @app.agent(topic)
     async def render_invoices(stream: Any) -> None:
         loop = asyncio.get_running_loop()
-        async for values in stream.take(BATCH, within=0.5):
+        async for events in stream.take_events(BATCH, within=0.5):
             try:
                 # The event carries the finalized invoice, immutable once numbered: render
                 # it as it is. A redelivered event renders the same bytes to the same key.
-                docs = [doc for kind, doc in map(invoice_v1.decode_event, values)
-                        if kind == invoice_v1.FINALIZED]
+                docs, cids = [], {}
+                for event in events:
+                    kind, doc = invoice_v1.decode_event(event.value)
+                    if kind == invoice_v1.FINALIZED:
+                        docs.append(doc)
+                        if (cid := header_cid(event)) is not None:
+                            cids[doc.id] = cid
                 # Cassandra, the object store and fpdf2 all block; Faust's loop stays free.
                 count = await loop.run_in_executor(None, store_pdfs, store, objects, docs,
-                                                   producer, messages_topic)
+                                                   producer, messages_topic, cids)
             except Exception:  # noqa: BLE001 - any failure means exit and restart
                 exit_now()
-            log.info("invoice PDFs stored", extra={"rendered": count})
+            log.info("invoice PDFs stored", extra={
+                "rendered": count, "correlation_ids": sorted(set(cids.values()))})
 
     return app
 
@@ -132,12 +128,9 @@ def run_worker(settings: Settings) -> None:
     store = InvoiceStore(session, settings.cassandra_keyspace)
     objects = open_object_store(settings, settings.public_base_url,
                                 link_secret(read_admin_token(settings)))
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"})
-    worker = faust.Worker(build_app(settings, store, objects, producer), loglevel="INFO",
-                          quiet=True,
-                         logging_config=faust_worker_logging("worker:invoice-renderer"))
+    assert settings.kafka_bootstrap
+    producer = idempotent_producer(settings.kafka_bootstrap)
     try:
-        worker.execute_from_commandline()
+        run_app(build_app(settings, store, objects, producer), "invoice-renderer")
     finally:
         cluster.shutdown()

@@ -118,14 +118,12 @@ class PeriodCloser:
         return compose_draft(self.admin, self.seller, self.payment_terms_days, command,
                              history, usage, now)
 
-    def close(self, commands: Sequence[CloseCommand], now: datetime,
-              correlation_id: str | None = None) -> CloseResult:
+    def close(self, commands: Sequence[CloseCommand], now: datetime) -> CloseResult:
         with CLOSE_SECONDS.time():
-            result = self._close(commands, now, correlation_id)
+            result = self._close(commands, now)
         return result
 
-    def _close(self, commands: Sequence[CloseCommand], now: datetime,
-               correlation_id: str | None) -> CloseResult:
+    def _close(self, commands: Sequence[CloseCommand], now: datetime) -> CloseResult:
         wanted = list(dict.fromkeys((c.tenant_id, c.period) for c in commands))
         skipped: dict[str, str] = {}
         tenants = list(dict.fromkeys(t for t, _ in wanted))
@@ -174,15 +172,19 @@ class PeriodCloser:
                 numbered_elsewhere.append((doc.tenant_id, doc.id))
         # Numbered meanwhile by another closer (or a pending claim it completed): re-read.
         finalized += [d for d in self.store.get_many(numbered_elsewhere) if d and d.number]
-        self._announce([d for d in finalized if d.pdf_sha256 is None], correlation_id)
+        cids = {(c.tenant_id, c.period): c.correlation_id for c in commands if c.correlation_id}
+        self._announce([d for d in finalized if d.pdf_sha256 is None], cids)
         if skipped:
             log.info("periods not invoiced", extra={"skipped": skipped})
         return CloseResult(finalized, skipped)
 
-    def _announce(self, docs: Sequence[InvoiceDocument], correlation_id: str | None) -> None:
-        headers: list[tuple[str, str | bytes | None]] | None = (
-            [("correlation-id", correlation_id.encode())] if correlation_id else None)
+    def _announce(self, docs: Sequence[InvoiceDocument],
+                  cids: dict[tuple[str, str], str]) -> None:
+        """``invoice.finalized`` per invoice, carrying its close request's correlation id."""
         for doc in docs:
+            cid = cids.get((doc.tenant_id, doc.period))
+            headers: list[tuple[str, str | bytes | None]] | None = (
+                [("correlation-id", cid.encode())] if cid else None)
             self.producer.produce(self.invoices_topic, invoice_v1.encode_event(
                 invoice_v1.FINALIZED, doc), key=doc.tenant_id.encode(), headers=headers)
             self.producer.poll(0)

@@ -17,6 +17,13 @@ log = logging.getLogger(__name__)
 TRANSACTION_TIMEOUT_MS = 15_000
 
 
+def idempotent_producer(bootstrap: str) -> Producer:
+    """The producer of a worker whose outputs are idempotent by id (close commands, invoice
+    and webhook messages): retries never duplicate a record, acks=all never loses one."""
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                     "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
+
+
 def transactional_producer(bootstrap: str, transactional_id: str, **extra: Any) -> Producer:
     """The producer of a consume-transform-produce worker.
 

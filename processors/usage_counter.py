@@ -47,7 +47,7 @@ from confluent_kafka import (
 
 from ops.settings import Settings
 from processors.counting import Counter, Fold, apply
-from processors.kafka_messages import data_messages
+from processors.kafka_messages import correlation_ids, data_messages
 from processors.kafka_retry import with_retries
 from processors.partition_store import PartitionStore
 from processors.periods import day_number
@@ -285,6 +285,9 @@ class CountingWorker:
         # Serves the delivery reports too, which carry the changelog offsets for step 5.
         if not commit_or_rewind(self.producer, self.consumer):
             return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("usage counted", extra={
+                "records": len(messages), "correlation_ids": correlation_ids(messages)})
         self._progress.add(folds.values(), len(messages))
         for partition, fold in folds.items():
             next_offset = self._offsets.get(partition, -1) + 1

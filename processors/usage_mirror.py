@@ -13,7 +13,7 @@ import signal
 import time
 from decimal import Decimal
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Gauge
 
 from gateway.admin_view import AdminView
@@ -21,6 +21,7 @@ from ops.settings import Settings
 from processors.kafka_messages import data_messages
 from processors.kafka_offsets import consumer_lag
 from processors.kafka_retry import with_retries
+from processors.transactions import idempotent_producer
 from processors.usage_thresholds import ThresholdNotices, parse_thresholds
 from schemas import counter_changelog_v1 as changelog
 from schemas.counter_changelog_v1 import CounterKey
@@ -53,8 +54,7 @@ class MirrorWorker:
                                None)
         self.notices = ThresholdNotices(
             self.admin, WebhookStore(session, settings.cassandra_keyspace),
-            Producer({"bootstrap.servers": settings.kafka_bootstrap,
-                      "enable.idempotence": True, "linger.ms": 5}),
+            idempotent_producer(settings.kafka_bootstrap),
             WEBHOOK_EVENTS.full_name(settings.topic_prefix),
             parse_thresholds(settings.usage_thresholds))
         self._stop = False

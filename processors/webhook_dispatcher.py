@@ -66,6 +66,13 @@ DEFERRED = Counter("meterly_webhook_deferred_total",
 OUTCOMES = {o: ATTEMPTS.labels(o) for o in ("delivered", "failed", "dead_lettered")}
 
 
+def _cid(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == "correlation-id":
+            return value.decode()
+    return None
+
+
 def _literal_address(url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     host = urlsplit(url).hostname or ""
     try:
@@ -153,7 +160,11 @@ class Dispatcher:
 
     # ---- one message, fanned out --------------------------------------------------------
 
-    async def handle_message(self, message: Message) -> None:
+    async def handle_message(self, message: Message, correlation_id: str | None = None
+                             ) -> None:
+        if correlation_id is not None and log.isEnabledFor(logging.DEBUG):
+            log.debug("webhook message", extra={"correlation_id": correlation_id,
+                                                "message_id": message.id, "type": message.type})
         # Stored for replays while the first attempts go out; both finish before the
         # message's offset may be committed.
         now_ms = int(self.clock() * 1000)
@@ -173,7 +184,7 @@ class Dispatcher:
         endpoint = self.admin.webhooks.get(delivery.endpoint_id)
         if endpoint is None or endpoint.deleted:
             log.info("delivery dropped: endpoint deleted",
-                     extra={"endpoint": delivery.endpoint_id, "message": delivery.message.id})
+                     extra={"endpoint": delivery.endpoint_id, "message_id": delivery.message.id})
             return
         if not endpoint.enabled:
             # Kept, not lost: replayable from the dead-letter topic once re-enabled.
@@ -349,7 +360,8 @@ class Consumer:
                     for record in records:
                         if tp in self._paused:
                             break
-                        if not await self._take(tp, record.offset, record.value):
+                        if not await self._take(tp, record.offset, record.value,
+                                                record.headers):
                             break
                 if time.monotonic() - last_commit > 1.0:
                     await self.commit()
@@ -360,13 +372,14 @@ class Consumer:
             await self.commit()
             await self.kafka.stop()
 
-    async def _take(self, tp: TopicPartition, offset: int, value: bytes | None) -> bool:
+    async def _take(self, tp: TopicPartition, offset: int, value: bytes | None,
+                    headers: Sequence[tuple[str, bytes]] = ()) -> bool:
         """Start handling one record; False when its partition must wait (not due yet)."""
         if value is None:
             return True
         if tp.topic == self.events_topic:
             work: Awaitable[None] = self.dispatcher.handle_message(
-                webhooks_v1.decode_message(value))
+                webhooks_v1.decode_message(value), _cid(headers))
         else:
             delivery = webhooks_v1.decode_delivery(value)
             wait = delivery.due_ms / 1000 - self.dispatcher.clock()

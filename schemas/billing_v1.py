@@ -19,10 +19,14 @@ class CloseCommand:
     tenant_id: str
     period: str
     reason: Literal["schedule", "operator"] = "schedule"
+    #: Carried in the record's ``correlation-id`` header; not part of the value.
+    correlation_id: str | None = None
 
 
 def encode(command: CloseCommand) -> bytes:
-    return orjson.dumps({"v": VERSION, **asdict(command)})
+    doc = asdict(command)
+    doc.pop("correlation_id")
+    return orjson.dumps({"v": VERSION, **doc})
 
 
 def decode(raw: bytes) -> CloseCommand:

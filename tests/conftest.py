@@ -7,9 +7,11 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from cassandra.cluster import Session
 
 from ops.cli import prepare
 from ops.settings import Settings
+from storage.cassandra import connect
 from tests.infra import Infra, S3Endpoint, open_infra, open_s3
 
 _skipped: list[str] = []
@@ -50,6 +52,17 @@ def settings(infra: Infra, run_id: str) -> Settings:
     )
     prepare(s, infra.kafka_bootstrap, infra.cassandra_hosts)
     return s
+
+
+@pytest.fixture(scope="module")
+def cassandra_session(settings: Settings) -> Iterator[Session]:
+    """A driver session on the run's Cassandra (no keyspace bound: statements name it)."""
+    assert settings.cassandra_hosts
+    cluster, session = connect(settings.cassandra_hosts)
+    try:
+        yield session
+    finally:
+        cluster.shutdown()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

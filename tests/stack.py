@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,20 @@ def wait_for_usage(stack: Stack, key: str, expected: dict[str, tuple[int, str]],
                 return seen
             time.sleep(0.3)
     raise AssertionError(f"usage never became {expected}; last seen {seen}")
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = 90.0,
+               every: float = 0.25) -> Any:
+    """Poll ``probe`` until it returns something truthy; return that, or fail naming ``what``
+    and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def env_without_meterly() -> dict[str, str]:

@@ -14,7 +14,7 @@ from gateway.admin_view import now_text, time_text
 from gateway.problems import ProblemError
 from gateway.routes.plans import assign_plan, latest_plan
 from gateway.routes.usage import read_usage
-from gateway.runtime import Operator, RuntimeDep
+from gateway.runtime import Operator, RuntimeDep, tenant_or_404
 from schemas.admin_v1 import ApiKey, Tenant
 from schemas.api_v1 import (
     CURRENCIES,
@@ -44,12 +44,7 @@ def key_public(k: ApiKey, last_used: float | None) -> KeyPublic:
                      expires_at=k.expires_at)
 
 
-def _tenant(runtime: RuntimeDep, tenant_id: str) -> Tenant:
-    tenant = runtime.admin.tenants.get(tenant_id)
-    if tenant is None:
-        raise ProblemError(404, "tenant-not-found", "Tenant not found",
-                           f"no tenant with id {tenant_id}")
-    return tenant
+_tenant = tenant_or_404
 
 
 def _key(runtime: RuntimeDep, tenant_id: str, key_id: str) -> ApiKey:

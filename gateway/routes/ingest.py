@@ -9,6 +9,7 @@ worker, which deduplicates every identity for at least 35 days.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from schemas.cloudevents import METER_PATTERN, EventRejected, to_usage_event
 from schemas.usage_v1 import UsageEvent
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
+log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
 MAX_EVENTS = 1000
@@ -134,6 +136,9 @@ async def _accept(runtime: RuntimeDep, tenant_id: str, events: list[UsageEvent],
     """Hand ``events`` to the sink; a Kafka failure becomes a 503 that says to retry."""
     try:
         await runtime.sink.accept(tenant_id, events, cid)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("usage accepted", extra={"correlation_id": cid, "tenant": tenant_id,
+                                               "events": len(events)})
     except DeliveryFailed as exc:
         raise ProblemError(503, "ingest-unavailable", "Ingest unavailable",
                            f"Kafka did not acknowledge the usage events ({exc}); nothing "

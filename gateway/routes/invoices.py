@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -31,6 +32,7 @@ from schemas.api_v1 import CloseAccepted, CloseRequest, InvoicePage, InvoicePubl
 from schemas.topics import BILLING_COMMANDS, INVOICES, WEBHOOK_EVENTS
 
 router = APIRouter(tags=["invoices"])
+log = logging.getLogger(__name__)
 
 #: How long a PDF download link works.
 LINK_TTL = timedelta(minutes=15)
@@ -145,6 +147,8 @@ async def close_period(body: CloseRequest, request: Request, runtime: RuntimeDep
         raise ProblemError(503, "billing-unavailable", "Billing unavailable",
                            f"Kafka did not take the close request ({exc}); retry it",
                            headers={"Retry-After": "1"}) from None
+    log.info("period close requested", extra={"correlation_id": cid, "period": body.period,
+                                              "tenants": len(tenant_ids)})
     return CloseAccepted(period=body.period,
                          invoices={t: invoice_id(t, body.period) for t in tenant_ids})
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.admin_view import now_text, time_text
 from gateway.problems import ProblemError
-from gateway.runtime import Operator, RuntimeDep
+from gateway.runtime import Operator, RuntimeDep, tenant_or_404
 from processors.billing_inputs import credit_of, parse_time
 from processors.invoice import credit_spent
 from processors.periods import period_bounds, period_of
@@ -74,12 +74,7 @@ async def assign_plan(runtime: RuntimeDep, tenant: Tenant, plan: PlanVersion,
     return subscription
 
 
-def _tenant(runtime: RuntimeDep, tenant_id: str) -> Tenant:
-    tenant = runtime.admin.tenants.get(tenant_id)
-    if tenant is None:
-        raise ProblemError(404, "tenant-not-found", "Tenant not found",
-                           f"no tenant with id {tenant_id}")
-    return tenant
+_tenant = tenant_or_404
 
 
 @router.post("/plans", status_code=201, response_model=PlanPublic)

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.admin_view import now_text, time_text
 from gateway.kafka_io import DeliveryFailed
 from gateway.problems import ProblemError
-from gateway.runtime import Operator, Runtime, RuntimeDep
+from gateway.runtime import Operator, Runtime, RuntimeDep, tenant_or_404
 from processors.billing_inputs import parse_time
 from processors.webhook_signing import new_secret
 from processors.webhook_ssrf import UrlRefused, check_url, parse_networks
@@ -45,10 +45,7 @@ router = APIRouter(prefix="/v1/admin", tags=["webhooks"])
 
 
 def _tenant_id(runtime: Runtime, tenant_id: str) -> str:
-    if tenant_id not in runtime.admin.tenants:
-        raise ProblemError(404, "tenant-not-found", "Tenant not found",
-                           f"no tenant with id {tenant_id}")
-    return tenant_id
+    return tenant_or_404(runtime, tenant_id).id
 
 
 def _endpoint(runtime: Runtime, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:

@@ -33,6 +33,7 @@ from tests.stack import (
     env_without_meterly,
     start_stack,
     wait_for_usage,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -101,14 +102,7 @@ def _send(stack: Stack, key: str, events: list[dict[str, Any]]) -> None:
 
 
 def _until(what: str, probe: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return wait_until(what, probe, timeout)
 
 
 def _invoice(stack: Stack, key: str, period: str, with_pdf: bool = True) -> dict[str, Any]:

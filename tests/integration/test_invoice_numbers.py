@@ -12,7 +12,6 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +26,6 @@ from processors.periods import period_bounds, period_of
 from processors.pricing import Plan
 from schemas import admin_v1, billing_v1
 from schemas.topics import ADMIN, BILLING_COMMANDS
-from storage.cassandra import connect
 from storage.invoice_numbers import InvoiceNumbers
 from storage.invoices import InvoiceStore
 from tests.kafka_helpers import producer
@@ -41,13 +39,8 @@ FLAT = Plan("flat", 1, "EUR", {}, flat_fee=D(10))
 
 
 @pytest.fixture(scope="module")
-def session(settings: Settings) -> Iterator[Session]:
-    assert settings.cassandra_hosts
-    cluster, sess = connect(settings.cassandra_hosts)
-    try:
-        yield sess
-    finally:
-        cluster.shutdown()
+def session(cassandra_session: Session) -> Session:
+    return cassandra_session
 
 
 def _drafts(store: InvoiceStore, n: int) -> list[tuple[str, str]]:

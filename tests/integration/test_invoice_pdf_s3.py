@@ -28,7 +28,6 @@ from processors.invoice import BillingParty, Party, PlanAssignment, compose_invo
 from processors.invoice_renderer import pdf_key, render_and_store
 from processors.periods import period_bounds
 from processors.pricing import Graduated, MeterPrice, Plan, Tier
-from storage.cassandra import connect
 from storage.invoice_numbers import InvoiceNumbers
 from storage.invoices import InvoiceStore
 from storage.object_store import S3ObjectStore
@@ -42,13 +41,8 @@ PLAN = Plan("metered", 1, "USD", {"api.calls": MeterPrice(
 
 
 @pytest.fixture(scope="module")
-def session(settings: Settings) -> Iterator[Session]:
-    assert settings.cassandra_hosts
-    cluster, sess = connect(settings.cassandra_hosts)
-    try:
-        yield sess
-    finally:
-        cluster.shutdown()
+def session(cassandra_session: Session) -> Session:
+    return cassandra_session
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from ops.settings import Settings
 from schemas import webhooks_v1
 from schemas.topics import WEBHOOK_EVENTS
-from tests.stack import Stack, start_stack
+from tests.stack import Stack, start_stack, wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -42,14 +42,7 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _until(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return wait_until(what, probe, timeout)
 
 
 def _messages(settings: Settings, stack: Stack, tenant: str, n: int) -> list[str]:

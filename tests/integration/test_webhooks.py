@@ -23,7 +23,14 @@ from ops.settings import Settings
 from processors.periods import period_bounds, period_of
 from schemas import webhooks_v1
 from schemas.topics import WEBHOOK_EVENTS
-from tests.stack import BILLING_WORKERS, CORE_WORKERS, Stack, start_stack, wait_for_usage
+from tests.stack import (
+    BILLING_WORKERS,
+    CORE_WORKERS,
+    Stack,
+    start_stack,
+    wait_for_usage,
+    wait_until,
+)
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -75,14 +82,7 @@ def _endpoint(stack: Stack, tenant: str, url: str, **extra: Any) -> tuple[str, s
 
 
 def _until(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return wait_until(what, probe, timeout)
 
 
 def _verified(secret: str, received: Any) -> dict[str, Any]:

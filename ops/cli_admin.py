@@ -1,0 +1,162 @@
+"""Operator commands: tenants, keys, the webhook dead-letter topic, the usage mirror, benches.
+
+Tenants, keys and dead letters go through the gateway's operator API (the same validation
+and admin-topic path as the console); ``mirror rebuild`` reads Kafka and writes Cassandra
+directly; ``bench`` runs a script of ``ops/bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ops.admin_token import read_admin_token
+from ops.settings import get_settings
+
+
+def _say(message: str) -> None:
+    print(f"meterly: {message}", file=sys.stderr, flush=True)
+
+
+def _api(args: argparse.Namespace, method: str, path: str,
+         body: dict[str, Any] | None = None) -> Any:
+    """Call the operator API; print the problem and exit 1 on an error answer."""
+    settings = get_settings()
+    base = (args.url or settings.public_base_url).rstrip("/")
+    headers = {"Authorization": f"Bearer {read_admin_token(settings)}"}
+    try:
+        answer = httpx.request(method, f"{base}{path}", json=body, headers=headers, timeout=60)
+    except httpx.TransportError as exc:
+        _say(f"cannot reach the gateway at {base} ({exc}); is `meterly run` running?")
+        raise SystemExit(1) from None
+    if answer.status_code >= 400:
+        detail = answer.json().get("detail") if answer.headers.get(
+            "content-type", "").startswith("application/problem+json") else answer.text
+        _say(f"error {answer.status_code}: {detail}")
+        raise SystemExit(1)
+    return answer.json() if answer.content else None
+
+
+def _print(doc: Any) -> None:
+    print(json.dumps(doc, indent=2))
+
+
+def cmd_tenants(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        cursor = None
+        while True:
+            page = _api(args, "GET", "/v1/admin/tenants?limit=500" +
+                        (f"&cursor={cursor}" if cursor else ""))
+            for t in page["data"]:
+                print(f"{t['id']}\t{t['status']}\t{t['currency']}\t{t['plan'] or '-'}\t"
+                      f"{t['name']}")
+            cursor = page["next_cursor"]
+            if not cursor:
+                return 0
+    body = {"name": args.name, "billing_email": args.email, "currency": args.currency}
+    if args.plan:
+        body["plan"] = args.plan
+    _print(_api(args, "POST", "/v1/admin/tenants", body))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        made = _api(args, "POST", f"/v1/admin/tenants/{args.tenant}/keys", {"name": args.name})
+        _say("the raw key is shown once: store it now")
+        _print(made)
+    elif args.action == "list":
+        for k in _api(args, "GET", f"/v1/admin/tenants/{args.tenant}/keys"):
+            state = "revoked" if k["revoked_at"] else "active"
+            print(f"{k['id']}\t{k['prefix']}...\t{state}\t{k['name']}")
+    else:
+        _print(_api(args, "POST", f"/v1/admin/tenants/{args.tenant}/keys/{args.key}/revoke"))
+    return 0
+
+
+def cmd_dead_letter(args: argparse.Namespace) -> int:
+    if not args.replay:
+        for d in _api(args, "GET", "/v1/admin/webhooks/dead-letter?limit=1000"):
+            print(f"{d['message_id']}\t{d['event_type']}\t{d['tenant_id']}\t"
+                  f"{d['endpoint_id']}\t{d['attempts']}\t{d['last_error']}")
+        return 0
+    body = {"tenant_id": args.tenant, "endpoint_id": args.endpoint, "event_type": args.type}
+    done = _api(args, "POST", "/v1/admin/webhooks/dead-letter/replay", body)
+    _say(f"replayed {done['replayed']} deliveries")
+    return 0
+
+
+def cmd_mirror_rebuild(_args: argparse.Namespace) -> int:
+    from ops.cli import resolve_infra
+    from processors.mirror_rebuild import rebuild_mirror
+
+    settings = get_settings()
+    infra = resolve_infra(settings)
+    scoped = settings.model_copy(update={"kafka_bootstrap": infra.kafka_bootstrap,
+                                         "cassandra_hosts": infra.cassandra_hosts})
+    rebuild_mirror(scoped, _say)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    scripts = sorted(p.stem for p in (Path(__file__).parent / "bench").glob("*.py")
+                     if p.stem not in ("__init__", "common"))
+    if args.name not in scripts:
+        _say(f"unknown benchmark {args.name!r}; known: {', '.join(scripts)}")
+        return 2
+    return subprocess.call([sys.executable, "-m", f"ops.bench.{args.name}", *args.rest])
+
+
+def add_parsers(sub: Any) -> None:
+    def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--url", help="gateway URL (default: METERLY_PUBLIC_URL)")
+        return parser
+
+    tenants = sub.add_parser("tenants", help="list or create tenants")
+    t_actions = tenants.add_subparsers(dest="action", required=True)
+    with_url(t_actions.add_parser("list")).set_defaults(func=cmd_tenants)
+    create = with_url(t_actions.add_parser("create"))
+    create.add_argument("name")
+    create.add_argument("--email", required=True)
+    create.add_argument("--currency", default="EUR")
+    create.add_argument("--plan")
+    create.set_defaults(func=cmd_tenants)
+
+    keys = sub.add_parser("keys", help="a tenant's API keys: list, create, revoke")
+    k_actions = keys.add_subparsers(dest="action", required=True)
+    k_list = with_url(k_actions.add_parser("list"))
+    k_list.add_argument("tenant")
+    k_list.set_defaults(func=cmd_keys)
+    k_create = with_url(k_actions.add_parser("create"))
+    k_create.add_argument("tenant")
+    k_create.add_argument("--name", default="default")
+    k_create.set_defaults(func=cmd_keys)
+    k_revoke = with_url(k_actions.add_parser("revoke"))
+    k_revoke.add_argument("tenant")
+    k_revoke.add_argument("key")
+    k_revoke.set_defaults(func=cmd_keys)
+
+    webhooks = sub.add_parser("webhooks", help="the webhook dead-letter topic")
+    w_actions = webhooks.add_subparsers(dest="action", required=True)
+    dead = with_url(w_actions.add_parser("dead-letter", help="list, or --replay"))
+    dead.add_argument("--replay", action="store_true")
+    dead.add_argument("--tenant")
+    dead.add_argument("--endpoint")
+    dead.add_argument("--type")
+    dead.set_defaults(func=cmd_dead_letter)
+
+    mirror = sub.add_parser("mirror", help="the Cassandra usage mirror")
+    m_actions = mirror.add_subparsers(dest="action", required=True)
+    m_actions.add_parser("rebuild", help="rewrite usage_by_period from the counter changelog"
+                         ).set_defaults(func=cmd_mirror_rebuild)
+
+    bench = sub.add_parser("bench", help="run a benchmark of ops/bench (figures are printed)")
+    bench.add_argument("name")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
