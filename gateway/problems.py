@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.metrics import PROBLEMS
+
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://meterly.dev/problems/"
 
@@ -28,6 +30,7 @@ class ProblemError(Exception):
 
 def problem_response(status: int, kind: str, title: str, detail: str,
                      headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    PROBLEMS.labels(kind).inc()
     body = {"type": TYPE_BASE + kind, "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 

@@ -118,11 +118,14 @@ def supervised_processes(settings: Settings, infra: Infra) -> list[object]:
                  "invoice-renderer": settings.renderer_workers,
                  "webhook-dispatcher": settings.webhook_workers}.get(name, 1)
         ids = [str(i) for i in range(1, count + 1)]
-        specs += [
-            ProcessSpec(f"worker:{name}:{i}", [sys.executable, "-m", "ops.cli", "worker", name],
-                        {**env, "METERLY_WORKER_ID": i})
-            for i in ids
-        ]
+        for i in ids:
+            worker_env = {**env, "METERLY_WORKER_ID": i}
+            if settings.metrics_port:
+                # One Prometheus port per worker, counted up from METERLY_METRICS_PORT.
+                worker_env["METERLY_METRICS_PORT"] = str(settings.metrics_port + len(specs))
+            specs.append(ProcessSpec(f"worker:{name}:{i}",
+                                     [sys.executable, "-m", "ops.cli", "worker", name],
+                                     worker_env))
     return list(specs)
 
 

@@ -18,3 +18,15 @@ def consumer_lag(consumer: Consumer, partitions: list[TopicPartition],
             TopicPartition(tp.topic, tp.partition), timeout=timeout, cached=False)
         lag += max(0, high - max(tp.offset, 0))
     return lag
+
+
+def topic_depth(consumer: Consumer, topic: str, timeout: float = 10.0) -> int:
+    """Records a topic holds now (high minus low watermark, all partitions): for a
+    dead-letter topic, how much is waiting for a person."""
+    partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+    depth = 0
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout,
+                                                   cached=False)
+        depth += max(0, high - low)
+    return depth

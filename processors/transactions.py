@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from prometheus_client import Histogram
 
 from processors.kafka_retry import with_retries
 
@@ -41,6 +42,12 @@ def transactional_producer(bootstrap: str, transactional_id: str, **extra: Any) 
         "compression.type": "lz4",
         **extra,
     })
+
+
+COMMIT_SECONDS = Histogram(
+    "meterly_transaction_commit_seconds",
+    "flushing a batch's records and committing its Kafka transaction (offsets included)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 
 def exit_now() -> NoReturn:
@@ -77,9 +84,11 @@ def commit_or_rewind(producer: Producer, consumer: Consumer) -> bool:
     """
     positions = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
     try:
-        producer.flush(60)
-        producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
-        with_retries(lambda: producer.commit_transaction(60), "transaction commit")
+        with COMMIT_SECONDS.time():
+            producer.flush(60)
+            producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(),
+                                                 30)
+            with_retries(lambda: producer.commit_transaction(60), "transaction commit")
         return True
     except KafkaException as exc:
         err = exc.args[0]

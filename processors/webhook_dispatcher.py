@@ -36,13 +36,16 @@ from urllib.parse import urlsplit
 import aiohttp
 import uvloop
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from prometheus_client import Counter, Histogram
+from confluent_kafka import Consumer as ConfluentConsumer
+from confluent_kafka import KafkaException
+from prometheus_client import Counter, Gauge, Histogram
 from yarl import URL
 
 from gateway.admin_view import AdminView, now_text
 from gateway.kafka_io import AsyncProducer
 from ops.settings import Settings
 from processors.billing_inputs import parse_time
+from processors.kafka_offsets import topic_depth
 from processors.offset_tracker import OffsetTracker
 from processors.webhook_breaker import CircuitBreaker
 from processors.webhook_schedule import next_attempt_delay, parse_schedule
@@ -61,6 +64,8 @@ ATTEMPTS = Counter("meterly_webhook_attempts_total", "webhook delivery attempts"
 LATENCY = Histogram("meterly_webhook_attempt_seconds", "webhook attempt duration",
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 DEAD_LETTERED = Counter("meterly_webhook_dead_lettered_total", "deliveries dead-lettered")
+DEAD_LETTER_DEPTH = Gauge("meterly_webhook_dead_letter_depth",
+                          "deliveries in the dead-letter topic (replayable)")
 DEFERRED = Counter("meterly_webhook_deferred_total",
                    "deliveries put back while their endpoint's circuit was open")
 OUTCOMES = {o: ATTEMPTS.labels(o) for o in ("delivered", "failed", "dead_lettered")}
@@ -325,6 +330,8 @@ class Consumer:
             isolation_level="read_committed", max_poll_records=1000,
             session_timeout_ms=10_000, heartbeat_interval_ms=3_000)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._watermarks = ConfluentConsumer({"bootstrap.servers": settings.kafka_bootstrap,
+                                              "group.id": "meterly-dead-letter-depth-unused"})
         self.slots = asyncio.Semaphore(settings.webhook_concurrency)
         self.running = True
         self.failed = False
@@ -353,6 +360,7 @@ class Consumer:
         self.kafka.subscribe(self.topics, listener=Listener())
         await self.kafka.start()
         last_commit = time.monotonic()
+        last_depth = 0.0
         try:
             while self.running:
                 batches = await self.kafka.getmany(timeout_ms=200, max_records=1000)
@@ -366,6 +374,9 @@ class Consumer:
                 if time.monotonic() - last_commit > 1.0:
                     await self.commit()
                     last_commit = time.monotonic()
+                if time.monotonic() - last_depth > 10.0:
+                    last_depth = time.monotonic()
+                    asyncio.get_running_loop().run_in_executor(None, self._measure_depth)
         finally:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=30)
@@ -406,6 +417,14 @@ class Consumer:
             self.tracker.finished(tp, offset)
         finally:
             self.slots.release()
+
+    def _measure_depth(self) -> None:
+        try:
+            DEAD_LETTER_DEPTH.set(topic_depth(self._watermarks,
+                                              self.dispatcher.dead_letter_topic))
+        except KafkaException as exc:
+            # A metric must never stop deliveries (a broker may be restarting).
+            log.warning("could not measure the dead-letter depth: %s", exc)
 
     def _hold(self, tp: TopicPartition, offset: int, wait: float) -> None:
         """Pause ``tp`` at ``offset`` until that record is due (nothing sleeps)."""

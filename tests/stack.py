@@ -43,6 +43,8 @@ class Stack:
     admin_token: str
     gateways: list[Gateway]
     workers: list[WorkerProcess] = field(default_factory=list)
+    #: Worker name -> its Prometheus port (with ``start_stack(metrics=True)``).
+    metrics: dict[str, int] = field(default_factory=dict)
 
     def client(self, index: int = 0, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
@@ -78,7 +80,7 @@ BILLING_WORKERS = ("billing", "invoice-renderer")
 
 def start_stack(settings: Settings, tmp: Path, gateways: int = 2,
                 extra_env: dict[str, str] | None = None,
-                workers: tuple[str, ...] = CORE_WORKERS) -> Stack:
+                workers: tuple[str, ...] = CORE_WORKERS, metrics: bool = False) -> Stack:
     prefix = f"{settings.topic_prefix}s{secrets.token_hex(3)}."
     scoped = settings.model_copy(update={"topic_prefix": prefix})
     assert scoped.kafka_bootstrap
@@ -88,7 +90,11 @@ def start_stack(settings: Settings, tmp: Path, gateways: int = 2,
            **(extra_env or {})}
     stack = Stack(scoped, token, [])
     for name in workers:
-        worker = WorkerProcess(name, env, tmp / f"{name}.log")
+        own_env = env
+        if metrics:
+            stack.metrics[name] = free_port()
+            own_env = {**env, "METERLY_METRICS_PORT": str(stack.metrics[name])}
+        worker = WorkerProcess(name, own_env, tmp / f"{name}.log")
         worker.start()
         stack.workers.append(worker)
     for i in range(gateways):

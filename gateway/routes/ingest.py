@@ -19,6 +19,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from gateway.kafka_io import DeliveryFailed
+from gateway.metrics import INGEST_EVENTS
 from gateway.problems import ProblemError
 from gateway.runtime import CurrentTenant, IdempotentResponse, RuntimeDep, body_hash
 from processors.counting import identity_hash
@@ -181,6 +182,9 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
             runtime.recent_ids.put(identity, True)
     counts = {s: sum(r["status"] == s for r in receipts) for s in ("accepted", "duplicate",
                                                                      "rejected")}
+    for status, n in counts.items():
+        if n:
+            INGEST_EVENTS.labels(status).inc(n)
     return {"accepted": counts["accepted"], "duplicates": counts["duplicate"],
             "rejected": counts["rejected"], "receipts": receipts}
 
@@ -194,6 +198,7 @@ async def metered_resource(name: str, request: Request, tenant: CurrentTenant,
         raise ProblemError(422, "invalid-meter", "Invalid meter name",
                            "a resource name may hold letters, digits, '.', '_', ':' and '-'")
     await runtime.quotas.check(tenant.id, (name,))
+    INGEST_EVENTS.labels("accepted").inc()
     event = UsageEvent(id=uuid.uuid4().hex, source="meterly/gateway", meter=name,
                        time_ms=int(datetime.now(UTC).timestamp() * 1000), quantity=Decimal(1))
     await _accept(runtime, tenant.id, [event], correlation_id(request))
