@@ -115,3 +115,18 @@ def test_mirror_rebuild_fills_a_new_keyspace(stack: Stack, settings: Settings,
     assert compared >= 8
     assert any(u.total == Decimal("2.5") for t in tenants for u in rebuilt.read(t, period))
     cassandra_session.execute(f"DROP KEYSPACE {fresh}", timeout=120)
+
+
+def test_demo_creates_tenants_and_sends_traffic(stack: Stack) -> None:
+    done = meterly(stack, "demo", "--seconds", "3")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        name, tenant, key_text, upcoming = line.split("\t")
+        key = key_text.removeprefix("key ")
+        usage = httpx.get(f"{stack.gateways[0].url}/v1/usage", timeout=10,
+                          headers={"Authorization": f"Bearer {key}"}).json()
+        assert usage["tenant_id"] == tenant
+        assert upcoming.startswith("upcoming invoice ")
+        assert upcoming.endswith(" EUR"), (name, upcoming)
