@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import problems
+from gateway import console, problems
 from gateway.admin_view import AdminView
 from gateway.health import Dependencies
 from gateway.kafka_io import AsyncProducer
@@ -36,7 +36,7 @@ _HOME = """<!doctype html>
 <style>body{{font:16px system-ui,sans-serif;margin:3rem auto;max-width:40rem;color:#222}}
 .ok{{color:#16794c}}.bad{{color:#b42318}}code{{background:#f3f3f3;padding:0 .3em}}</style>
 </head><body><h1>Meterly</h1>
-<p>Exactly-once usage metering and billing.</p>
+<p>Exactly-once usage metering and billing. <a href="/console">Console</a></p>
 <p>Status: <strong class="{cls}">{status}</strong></p>
 <ul>{items}</ul>
 <p>Kafka <code>{kafka}</code> &middot; Cassandra <code>{cassandra}</code></p>
@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(invoices.router)
     app.include_router(files.router)
     app.include_router(webhooks.router)
+    app.include_router(console.router)
 
     app.add_middleware(RateLimitHeaders)
 
@@ -144,8 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def home() -> str:
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/console", status_code=307)
+
+    @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
+    async def status_page() -> str:
         found = await deps.problems()
         items = "".join(f"<li>{html.escape(p)}</li>" for p in found)
         items = items or "<li>Kafka and Cassandra answer</li>"

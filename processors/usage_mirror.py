@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from confluent_kafka import Consumer, KafkaException
@@ -70,6 +71,7 @@ class MirrorWorker:
             while not self._stop:
                 messages = self.consumer.consume(num_messages=5000, timeout=0.1)
                 latest: dict[CounterKey, tuple[int, Decimal, int]] = {}
+                daily: dict[tuple[str, str, str, date], tuple[int, Decimal, int]] = {}
                 for msg in data_messages(messages):
                     key, value, offset = msg.key(), msg.value(), msg.offset()
                     if key is None or key[:1] != changelog.COUNTER or value is None:
@@ -78,8 +80,12 @@ class MirrorWorker:
                         raise RuntimeError("changelog record without offset")
                     ckey, count, total = changelog.parse_counter(key, value)
                     latest[ckey] = (count, total, offset)
+                    # The record's own time: a replay files it under the same day.
+                    day = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC).date()
+                    daily[(*ckey, day)] = (count, total, offset)
                 if latest:
                     self.table.write(latest)
+                    self.table.write_daily(daily)
                     # Before the offsets are committed: a crash sends a notice again, never
                     # not at all (receivers drop the repeat by its webhook-id).
                     self.notices.check(latest)

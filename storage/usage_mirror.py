@@ -10,7 +10,7 @@ counter backwards or count twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from cassandra.cluster import Session
@@ -38,6 +38,14 @@ class UsageTable:
             f"SELECT tenant_id, meter, quantity_sum FROM {keyspace}.usage_by_period "
             "WHERE tenant_id IN ? AND period = ?"
         )
+        self._write_daily = session.prepare(
+            f"INSERT INTO {keyspace}.usage_daily (tenant_id, period, meter, day, event_count, "
+            "quantity_sum) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._read_daily = session.prepare(
+            f"SELECT meter, day, event_count, quantity_sum FROM {keyspace}.usage_daily "
+            "WHERE tenant_id = ? AND period = ?"
+        )
         self._read = session.prepare(
             f"SELECT meter, event_count, quantity_sum FROM {keyspace}.usage_by_period "
             "WHERE tenant_id = ? AND period = ?"
@@ -56,6 +64,35 @@ class UsageTable:
         for ok, outcome in results:
             if not ok:
                 raise RuntimeError(f"mirror write failed: {outcome}")
+
+    def write_daily(self, values: dict[tuple[str, str, str, date], tuple[int, Decimal, int]]
+                    ) -> None:
+        """``{(tenant, period, meter, day): (count, sum, version)}``: end-of-day values."""
+        args = [(tenant, period, meter, day, count, total, version)
+                for (tenant, period, meter, day), (count, total, version) in values.items()]
+        for ok, outcome in execute_concurrent_with_args(
+                self._session, self._write_daily, args, concurrency=64,
+                raise_on_first_error=True):
+            if not ok:
+                raise RuntimeError(f"daily mirror write failed: {outcome}")
+
+    def read_daily(self, tenant: str, period: str) -> dict[str, list[tuple[date, int, Decimal]]]:
+        """Per meter, the day-by-day usage (not the running total), oldest day first."""
+        running: dict[str, list[tuple[date, int, Decimal]]] = {}
+        for r in self._session.execute(self._read_daily, (tenant, period)):
+            day = r.day.date() if hasattr(r.day, "date") else r.day
+            running.setdefault(r.meter, []).append(
+                (day, r.event_count or 0, r.quantity_sum or Decimal(0)))
+        daily: dict[str, list[tuple[date, int, Decimal]]] = {}
+        for meter, points in running.items():
+            points.sort()
+            previous_count, previous_sum = 0, Decimal(0)
+            out = []
+            for day, count, total in points:
+                out.append((day, count - previous_count, total - previous_sum))
+                previous_count, previous_sum = count, total
+            daily[meter] = out
+        return daily
 
     def read_many(self, keys: list[tuple[str, str]]) -> list[dict[str, Decimal]]:
         """Quantity per meter for each ``(tenant, period)``, in order.

@@ -1,0 +1,96 @@
+"""The console in a real headless Chromium: sign in, create a tenant and a key, call the
+metered endpoint from the "try it" panel, see the counter move and the usage chart.
+
+Screenshots of each step are kept in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from ops.settings import Settings
+from tests.stack import Stack, start_stack, wait_until
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(settings, tmp_path_factory.mktemp("console"), gateways=1)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    chromium = shutil.which("chromium")
+    assert chromium, "the console tests need Debian's chromium (ops/test.sh installs it)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
+
+
+def test_sign_in_tenant_key_try_it_and_usage(stack: Stack, page: Page) -> None:
+    base = stack.gateways[0].url
+    page.goto(base + "/")
+    assert page.url.endswith("/console/login")
+    page.fill("#token", "not-the-token")
+    page.click("#sign-in")
+    assert "not the operator token" in page.inner_text("#error")
+    page.fill("#token", stack.admin_token)
+    page.click("#sign-in")
+    page.wait_for_url(base + "/console")
+    shot(page, "1-tenants")
+
+    page.fill("#tenant-name", "Browser Ltd")
+    page.fill("#tenant-email", "billing@browser.example")
+    page.click("#create-tenant")
+    page.wait_for_selector("#create-key")
+    assert "Tenant Browser Ltd created." in page.inner_text("#notice")
+    page.click("#create-key")
+    key = page.inner_text("#new-key").strip()
+    assert key.startswith("mtr_")
+    shot(page, "2-new-key")
+
+    assert page.input_value("#try-key") == key
+    page.fill("#try-meter", "search")
+    page.click("#try-call")
+    page.wait_for_function(
+        "document.getElementById('try-status').textContent === 'counted'", timeout=30_000)
+    assert page.inner_text("#try-count") == "1"
+    shot(page, "3-try-it")
+
+    tenant_url = page.url.split("?")[0].removesuffix("/keys")
+    assert key not in page.url  # the raw key is never put in a URL
+
+    def chart() -> bool:
+        page.goto(tenant_url)
+        return page.locator("svg rect").count() > 0 and "search" in page.inner_text("main")
+
+    wait_until("the usage chart", chart, timeout=30, every=1.0)
+    assert page.locator("svg[aria-label='usage per day'] title", has_text=": 1").count() == 1
+    shot(page, "4-usage")
+
+    # A signed-out browser is sent to the sign-in page, never shown the console.
+    page.context.clear_cookies()
+    page.goto(tenant_url)
+    assert page.url.endswith("/console/login")
