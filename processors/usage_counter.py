@@ -44,10 +44,12 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
+from prometheus_client import Gauge
 
 from ops.settings import Settings
 from processors.counting import Counter, Fold, apply
 from processors.kafka_messages import correlation_ids, data_messages
+from processors.kafka_offsets import consumer_lag
 from processors.kafka_retry import with_retries
 from processors.partition_store import PartitionStore
 from processors.periods import day_number
@@ -62,6 +64,8 @@ from schemas.counter_changelog_v1 import CounterKey
 from schemas.topics import COUNTER_CHANGELOG, USAGE
 
 log = logging.getLogger(__name__)
+COUNTER_LAG = Gauge("meterly_counter_lag_records",
+                    "usage records the counting worker has not counted yet")
 
 GROUP = "counter"
 BATCH_RECORDS = 500
@@ -227,11 +231,14 @@ class CountingWorker:
             on_lost=self._on_revoke,
         )
         sweep_every = self.settings.dedupe_sweep_seconds
-        last_sweep = time.monotonic()
+        last_sweep = last_lag = time.monotonic()
         while not self._stop:
             messages = self.consumer.consume(num_messages=BATCH_RECORDS, timeout=0.1)
             if messages:
                 self._process(messages)
+            if time.monotonic() - last_lag >= 5:
+                last_lag = time.monotonic()
+                self._report_lag()
             if self.stores and time.monotonic() - last_sweep >= sweep_every:
                 self._sweep()
                 last_sweep = time.monotonic()
@@ -239,6 +246,16 @@ class CountingWorker:
         self.consumer.close()
         for store in self.stores.values():
             store.close()
+
+    def _report_lag(self) -> None:
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        try:
+            COUNTER_LAG.set(consumer_lag(self.consumer, assigned, timeout=5))
+        except KafkaException as exc:
+            # A metric must never stop counting (a broker may be restarting).
+            log.warning("could not measure the counter's lag: %s", exc)
 
     def _process(self, messages: list[Message]) -> None:
         batches: dict[int, _Batch] = {}

@@ -71,6 +71,10 @@ async def _upcoming(runtime: Runtime, tenant_id: str) -> InvoicePublic:
     now = datetime.now(UTC)
     period = period_of(now)
     history = await run_in_threadpool(runtime.invoices.for_tenant, tenant_id)
+    if any(d.period == period and d.status != "draft" for d in history):
+        raise ProblemError(404, "no-upcoming-invoice", "No upcoming invoice",
+                           f"period {period} was already invoiced (closed on demand); usage "
+                           "from now on is billed as late usage on the next invoice")
     keys = [(tenant_id, p) for p in (period, *late_periods(history, period))]
     counted = await run_in_threadpool(runtime.usage.read_many, keys)
     settings = runtime.settings

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from ops.settings import Settings
-from tests.stack import Stack, start_stack, wait_until
+from tests.stack import BILLING_WORKERS, CORE_WORKERS, Stack, start_stack, wait_until
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -25,7 +27,11 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(settings, tmp_path_factory.mktemp("console"), gateways=1)
+    running = start_stack(
+        settings, tmp_path_factory.mktemp("console"), gateways=1,
+        workers=(*CORE_WORKERS, *BILLING_WORKERS, "webhook-dispatcher"),
+        extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+                   "METERLY_WEBHOOK_RETRY_SCHEDULE": "0.5"})
     try:
         yield running
     finally:
@@ -47,6 +53,13 @@ def page() -> Iterator[Page]:
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, stack: Stack) -> None:
+    page.goto(stack.gateways[0].url + "/console/login")
+    page.fill("#token", stack.admin_token)
+    page.click("#sign-in")
+    page.wait_for_url(stack.gateways[0].url + "/console")
 
 
 def test_sign_in_tenant_key_try_it_and_usage(stack: Stack, page: Page) -> None:
@@ -94,3 +107,59 @@ def test_sign_in_tenant_key_try_it_and_usage(stack: Stack, page: Page) -> None:
     page.context.clear_cookies()
     page.goto(tenant_url)
     assert page.url.endswith("/console/login")
+
+
+def test_invoices_webhook_log_dead_letters_and_suspend(stack: Stack, page: Page) -> None:
+    with stack.client() as admin:
+        assert admin.post("/v1/admin/plans", json={
+            "name": "console", "currency": "EUR", "flat_fee": "9.00",
+            "prices": {"search": {"model": "per_unit", "unit_price": "0.05"}}}).status_code == 201
+    tenant, key = stack.new_tenant("Invoiced Oy", plan="console")
+    receiver = Receiver()
+    receiver.mode = "fail"
+    try:
+        receiver.start()
+        with stack.client() as admin:
+            hook = admin.post(f"/v1/admin/tenants/{tenant}/webhooks", json={"url": receiver.url})
+            assert hook.status_code == 201, hook.text
+            closing = admin.post("/v1/admin/billing/close", json={
+                "period": datetime.now(UTC).strftime("%Y-%m"), "tenant_ids": [tenant]})
+            assert closing.status_code == 202, closing.text
+            invoice_id = closing.json()["invoices"][tenant]
+        with stack.client(token=key) as client:
+            wait_until("the invoice PDF", lambda: client.get(
+                f"/v1/invoices/{invoice_id}").json().get("pdf_url"), timeout=90)
+        # invoice.finalized fails twice (500, one retry) and is dead-lettered.
+        with stack.client() as admin:
+            wait_until("the dead letter", lambda: [
+                d for d in admin.get("/v1/admin/webhooks/dead-letter").json()
+                if d["tenant_id"] == tenant], timeout=60)
+
+        sign_in(page, stack)
+        page.goto(f"{stack.gateways[0].url}/console/tenants/{tenant}")
+        assert "dead_lettered" in page.inner_text("main")
+        page.click("text=preview")
+        frame = page.locator("iframe[title='invoice preview']")
+        src = frame.get_attribute("src")
+        assert src is not None
+        pdf = page.request.get(src)
+        assert pdf.status == 200
+        assert pdf.headers["content-type"] == "application/pdf"
+        assert pdf.body().startswith(b"%PDF")
+        shot(page, "5-invoice-and-webhooks")
+
+        page.locator("form[action*='/replay/'] button").first.click()
+        assert "replayed" in page.inner_text("#notice")
+        page.goto(f"{stack.gateways[0].url}/console/dead-letter")
+        assert tenant in page.inner_text("main")
+        shot(page, "6-dead-letters")
+        page.click("#replay-all")
+        assert "Replayed" in page.inner_text("#notice")
+
+        page.goto(f"{stack.gateways[0].url}/console")
+        page.locator(f"form[action='/console/tenants/{tenant}/status/suspend'] button").click()
+        assert "suspended" in page.inner_text("#notice")
+        with stack.client(token=key) as client:
+            assert client.get("/v1/resources/search").status_code == 403
+    finally:
+        receiver.close()

@@ -69,6 +69,9 @@ def test_every_process_serves_metrics_that_move(stack: Stack) -> None:
     wait_until("a counted transaction", lambda: sample(
         f"http://127.0.0.1:{stack.metrics['counter']}/metrics",
         "meterly_transaction_commit_seconds_count") > commits, timeout=30)
+    counter = f"http://127.0.0.1:{stack.metrics['counter']}/metrics"
+    wait_until("the counter lag gauge", lambda: "meterly_counter_lag_records " in httpx.get(
+        counter, timeout=5).text, timeout=30)
     mirror = f"http://127.0.0.1:{stack.metrics['mirror']}/metrics"
     wait_until("the mirror lag gauge", lambda: "meterly_mirror_lag_records" in httpx.get(
         mirror, timeout=5).text, timeout=30)
