@@ -22,6 +22,7 @@ from gateway.rate_limit import RateLimiter
 from gateway.routes import admin, files, ingest, invoices, plans, usage, webhooks
 from gateway.runtime import Runtime
 from gateway.usage_sink import UsageSink
+from ops import logs
 from ops.admin_token import read_admin_token
 from ops.settings import Settings, get_settings
 from schemas.topics import ADMIN, USAGE
@@ -80,6 +81,9 @@ def link_secret(admin_token: str) -> bytes:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    # uvicorn's worker processes (METERLY_GATEWAY_PROCESSES > 1) start fresh interpreters
+    # that call this factory: configure their JSON logs here, not only in the parent.
+    logs.configure("gateway")
     settings = settings or get_settings()
     kafka_bootstrap, cassandra_hosts = settings.kafka_bootstrap, settings.cassandra_hosts
     if not kafka_bootstrap or not cassandra_hosts:

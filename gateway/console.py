@@ -26,7 +26,15 @@ from gateway.problems import ProblemError
 from gateway.routes import admin, invoices, webhooks
 from gateway.runtime import Runtime, RuntimeDep, tenant_or_404
 from processors.periods import period_bounds, period_of
-from schemas.api_v1 import CURRENCIES, DeadLetterReplay, KeyCreate, KeyRotate, TenantCreate
+from schemas.api_v1 import (
+    CURRENCIES,
+    DeadLetterReplay,
+    KeyCreate,
+    KeyRotate,
+    TenantCreate,
+    WebhookCreate,
+    WebhookUpdate,
+)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 COOKIE = "meterly_console"
@@ -153,7 +161,7 @@ async def tenant_page(tenant_id: str, request: Request, runtime: RuntimeDep) -> 
 
 
 async def _tenant_view(request: Request, runtime: Runtime, tenant_id: str,
-                       new_key: str | None) -> Response:
+                       new_key: str | None, new_secret: str | None = None) -> Response:
     tenant = tenant_or_404(runtime, tenant_id)
     keys = await admin.list_keys(tenant_id, runtime, None)
     period = period_of(datetime.now(UTC))
@@ -177,7 +185,7 @@ async def _tenant_view(request: Request, runtime: Runtime, tenant_id: str,
         deliveries = await webhooks.list_deliveries(tenant_id, endpoint.id, runtime, None, 20)
         hooks.append({**endpoint.model_dump(), "deliveries": deliveries})
     return _page("tenant.html", request, title=tenant.name, tenant=tenant, keys=keys,
-                 new_key=new_key, period=period, charts=charts,
+                 new_key=new_key, new_secret=new_secret, period=period, charts=charts,
                  invoices=history, upcoming=upcoming, preview=preview, webhooks=hooks)
 
 
@@ -203,6 +211,34 @@ async def key_action(tenant_id: str, key_id: str, action: str, request: Request,
         made = await admin.rotate_key(tenant_id, key_id, KeyRotate(), runtime, None)
         return await _tenant_view(request, runtime, tenant_id, made.key)
     return HTMLResponse("unknown action", status_code=404)
+
+
+@router.post("/tenants/{tenant_id}/webhooks")
+async def create_webhook(tenant_id: str, request: Request, runtime: RuntimeDep,
+                         url: Annotated[str, Form()]) -> Response:
+    if (refused := _guard(request, runtime, post=True)) is not None:
+        return refused
+    try:
+        made = await webhooks.create_webhook(
+            tenant_id, WebhookCreate.model_validate({"url": url}), runtime, None)
+    except ProblemError as exc:
+        return _back(f"/console/tenants/{tenant_id}", error=exc.detail)
+    except ValueError as exc:
+        return _back(f"/console/tenants/{tenant_id}", error=str(exc).splitlines()[0])
+    # The secret is shown once, in this answer only.
+    return await _tenant_view(request, runtime, tenant_id, None, made.secret)
+
+
+@router.post("/tenants/{tenant_id}/webhooks/{endpoint_id}/{action}")
+async def webhook_action(tenant_id: str, endpoint_id: str, action: str, request: Request,
+                         runtime: RuntimeDep) -> Response:
+    if (refused := _guard(request, runtime, post=True)) is not None:
+        return refused
+    if action not in ("enable", "disable"):
+        return HTMLResponse("unknown action", status_code=404)
+    await webhooks.update_webhook(tenant_id, endpoint_id,
+                                  WebhookUpdate(enabled=action == "enable"), runtime, None)
+    return _back(f"/console/tenants/{tenant_id}", notice=f"Endpoint {action}d.")
 
 
 @router.post("/tenants/{tenant_id}/webhooks/{endpoint_id}/replay/{message_id}")

@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from gateway.kafka_io import DeliveryFailed
-from gateway.metrics import INGEST_EVENTS
+from gateway.metrics import INGEST_EVENTS, INGEST_REJECTIONS, rejection_reason
 from gateway.problems import ProblemError
 from gateway.runtime import CurrentTenant, IdempotentResponse, RuntimeDep, body_hash
 from processors.counting import identity_hash
@@ -166,6 +166,7 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
                 raise EventRejected(why)
         except EventRejected as exc:
             receipts.append({"id": event_id, "status": "rejected", "reason": str(exc)})
+            INGEST_REJECTIONS.labels(rejection_reason(str(exc))).inc()
             continue
         identity = identity_hash(tenant_id, event.source, event.id)
         if identity in in_request or identity in runtime.recent_ids:

@@ -119,9 +119,14 @@ def test_invoices_webhook_log_dead_letters_and_suspend(stack: Stack, page: Page)
     receiver.mode = "fail"
     try:
         receiver.start()
+        # The endpoint is added in the console; its secret is shown once.
+        sign_in(page, stack)
+        page.goto(f"{stack.gateways[0].url}/console/tenants/{tenant}")
+        page.fill("#webhook-url", receiver.url)
+        page.click("#create-webhook")
+        assert page.inner_text("#new-secret").startswith("whsec_")
         with stack.client() as admin:
-            hook = admin.post(f"/v1/admin/tenants/{tenant}/webhooks", json={"url": receiver.url})
-            assert hook.status_code == 201, hook.text
+            assert len(admin.get(f"/v1/admin/tenants/{tenant}/webhooks").json()) == 1
             closing = admin.post("/v1/admin/billing/close", json={
                 "period": datetime.now(UTC).strftime("%Y-%m"), "tenant_ids": [tenant]})
             assert closing.status_code == 202, closing.text
@@ -135,7 +140,6 @@ def test_invoices_webhook_log_dead_letters_and_suspend(stack: Stack, page: Page)
                 d for d in admin.get("/v1/admin/webhooks/dead-letter").json()
                 if d["tenant_id"] == tenant], timeout=60)
 
-        sign_in(page, stack)
         page.goto(f"{stack.gateways[0].url}/console/tenants/{tenant}")
         assert "dead_lettered" in page.inner_text("main")
         page.click("text=preview")

@@ -76,9 +76,12 @@ def test_run_starts_and_stops_cleanly_twice(settings: Settings, tmp_path: Path) 
                     time.sleep(0.3)
             assert ready is not None, "the gateway never answered"
             assert ready.status_code == 200, ready.text
-            page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+            page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5, follow_redirects=True)
             assert page.status_code == 200
-            assert "ready" in page.text
+            assert page.url.path == "/console/login"  # the console, behind its sign-in
+            status = httpx.get(f"http://127.0.0.1:{port}/status", timeout=5)
+            assert status.status_code == 200
+            assert "ready" in status.text
             children = _descendants(proc.pid)
             assert children, "the gateway runs as a child process"
             proc.send_signal(signal.SIGINT)

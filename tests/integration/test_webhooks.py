@@ -151,9 +151,14 @@ def test_receiver_down_then_up_gets_every_event_signed(stack: Stack, receiver: R
     assert invoice["pdf_url"].startswith("http")
     assert datetime.fromisoformat(invoice["pdf_url_expires_at"]) > datetime.now(UTC)
     # The receiver being down shows in the log as failed attempts before the success.
-    attempts = _attempts(stack, tenant, _endpoint_id)
+    # (Each attempt is logged in a batch right after the receiver answered.)
+    def all_logged() -> list[dict[str, Any]] | None:
+        found = _attempts(stack, tenant, _endpoint_id)
+        delivered = {x["message_id"] for x in found if x["outcome"] == "delivered"}
+        return found if delivered >= set(payloads) else None
+
+    attempts = _until("every delivery in the attempt log", all_logged, timeout=30)
     assert any(a["outcome"] == "failed" for a in attempts)
-    assert {a["message_id"] for a in attempts if a["outcome"] == "delivered"} >= set(payloads)
 
     # Voiding the invoice sends invoice.voided.
     with stack.client() as admin:

@@ -24,3 +24,4 @@ def test_one_bar_per_day_scaled_to_the_busiest() -> None:
 def test_no_usage_draws_empty_bars_without_dividing_by_zero() -> None:
     svg = daily_bars([], days_of(date(2026, 2, 1), date(2026, 3, 1)))
     assert svg.count("<rect") == 28
+
