@@ -140,8 +140,13 @@ def test_invoices_webhook_log_dead_letters_and_suspend(stack: Stack, page: Page)
                 d for d in admin.get("/v1/admin/webhooks/dead-letter").json()
                 if d["tenant_id"] == tenant], timeout=60)
 
-        page.goto(f"{stack.gateways[0].url}/console/tenants/{tenant}")
-        assert "dead_lettered" in page.inner_text("main")
+        def dead_lettered_shown() -> bool:
+            # The attempt's log row and the dead letter are written side by side.
+            page.goto(f"{stack.gateways[0].url}/console/tenants/{tenant}")
+            return "dead_lettered" in page.inner_text("main")
+
+        wait_until("the dead-lettered attempt in the log", dead_lettered_shown, timeout=30,
+                   every=1.0)
         page.click("text=preview")
         frame = page.locator("iframe[title='invoice preview']")
         src = frame.get_attribute("src")
