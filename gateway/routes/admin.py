@@ -44,7 +44,6 @@ def key_public(k: ApiKey, last_used: float | None) -> KeyPublic:
                      expires_at=k.expires_at)
 
 
-_tenant = tenant_or_404
 
 
 def _key(runtime: RuntimeDep, tenant_id: str, key_id: str) -> ApiKey:
@@ -95,13 +94,13 @@ async def list_tenants(
 
 @router.get("/tenants/{tenant_id}", response_model=TenantPublic)
 async def get_tenant(tenant_id: str, runtime: RuntimeDep, _: Operator) -> TenantPublic:
-    return tenant_public(_tenant(runtime, tenant_id))
+    return tenant_public(tenant_or_404(runtime, tenant_id))
 
 
 @router.patch("/tenants/{tenant_id}", response_model=TenantPublic)
 async def update_tenant(tenant_id: str, body: TenantUpdate, runtime: RuntimeDep,
                         _: Operator) -> TenantPublic:
-    tenant = _tenant(runtime, tenant_id)
+    tenant = tenant_or_404(runtime, tenant_id)
     changes = body.model_dump(exclude_unset=True)
     if "billing_email" in changes:
         changes["billing_email"] = str(changes["billing_email"])
@@ -123,7 +122,7 @@ async def update_tenant(tenant_id: str, body: TenantUpdate, runtime: RuntimeDep,
 
 
 async def _set_status(runtime: RuntimeDep, tenant_id: str, status: str) -> TenantPublic:
-    tenant = _tenant(runtime, tenant_id)
+    tenant = tenant_or_404(runtime, tenant_id)
     updated = replace(tenant, status=status, updated_at=now_text())  # type: ignore[arg-type]
     await runtime.admin.publish(updated)
     return tenant_public(updated)
@@ -150,12 +149,12 @@ async def _new_key(runtime: RuntimeDep, tenant: Tenant, name: str) -> KeyCreated
 @router.post("/tenants/{tenant_id}/keys", status_code=201, response_model=KeyCreated)
 async def create_key(tenant_id: str, body: KeyCreate, runtime: RuntimeDep,
                      _: Operator) -> KeyCreated:
-    return await _new_key(runtime, _tenant(runtime, tenant_id), body.name)
+    return await _new_key(runtime, tenant_or_404(runtime, tenant_id), body.name)
 
 
 @router.get("/tenants/{tenant_id}/keys", response_model=list[KeyPublic])
 async def list_keys(tenant_id: str, runtime: RuntimeDep, _: Operator) -> list[KeyPublic]:
-    _tenant(runtime, tenant_id)
+    tenant_or_404(runtime, tenant_id)
     keys = [k for k in runtime.admin.keys.values() if k.tenant_id == tenant_id]
     return [key_public(k, runtime.last_used.get(k.id))
             for k in sorted(keys, key=lambda k: k.created_at)]
@@ -179,7 +178,7 @@ async def rotate_key(tenant_id: str, key_id: str, body: KeyRotate, runtime: Runt
     if old.revoked_at is not None:
         raise ProblemError(409, "key-revoked", "API key revoked",
                            "a revoked key cannot be rotated; create a new key instead")
-    created = await _new_key(runtime, _tenant(runtime, tenant_id), old.name)
+    created = await _new_key(runtime, tenant_or_404(runtime, tenant_id), old.name)
     until = datetime.now(UTC) + timedelta(seconds=body.overlap_seconds)
     await runtime.admin.publish(replace(old, expires_at=time_text(until)))
     return created
@@ -188,4 +187,4 @@ async def rotate_key(tenant_id: str, key_id: str, body: KeyRotate, runtime: Runt
 @router.get("/tenants/{tenant_id}/usage", response_model=UsagePublic)
 async def tenant_usage(tenant_id: str, runtime: RuntimeDep, _: Operator,
                        period: str | None = None) -> UsagePublic:
-    return await read_usage(runtime, _tenant(runtime, tenant_id).id, period)
+    return await read_usage(runtime, tenant_or_404(runtime, tenant_id).id, period)

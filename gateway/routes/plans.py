@@ -74,7 +74,6 @@ async def assign_plan(runtime: RuntimeDep, tenant: Tenant, plan: PlanVersion,
     return subscription
 
 
-_tenant = tenant_or_404
 
 
 @router.post("/plans", status_code=201, response_model=PlanPublic)
@@ -125,7 +124,7 @@ def subscription_public(tenant_id: str, sub: Subscription | None) -> Subscriptio
 async def put_plan(tenant_id: str, body: PlanAssign, runtime: RuntimeDep,
                    _: Operator) -> SubscriptionPublic:
     """Assign a plan from a moment on (default: now)."""
-    tenant = _tenant(runtime, tenant_id)
+    tenant = tenant_or_404(runtime, tenant_id)
     if body.version is None:
         record = latest_plan(runtime, body.plan, tenant.currency)
     else:
@@ -147,7 +146,7 @@ async def put_plan(tenant_id: str, body: PlanAssign, runtime: RuntimeDep,
 @router.get("/tenants/{tenant_id}/plan", response_model=SubscriptionPublic)
 async def get_subscription(tenant_id: str, runtime: RuntimeDep,
                            _: Operator) -> SubscriptionPublic:
-    _tenant(runtime, tenant_id)
+    tenant_or_404(runtime, tenant_id)
     return subscription_public(tenant_id, runtime.admin.subscriptions.get(tenant_id))
 
 
@@ -175,7 +174,7 @@ async def create_credit(tenant_id: str, body: CreditCreate, runtime: RuntimeDep,
                         _: Operator) -> CreditPublic:
     """A prepaid credit grant (may expire) or a one-off credit note; both are spent by the
     next invoices, oldest first, after tax."""
-    tenant = _tenant(runtime, tenant_id)
+    tenant = tenant_or_404(runtime, tenant_id)
     if body.currency != tenant.currency:
         raise ProblemError(422, "currency-mismatch", "Currency mismatch",
                            f"the tenant is billed in {tenant.currency}, not {body.currency}")
@@ -195,5 +194,5 @@ async def create_credit(tenant_id: str, body: CreditCreate, runtime: RuntimeDep,
 @router.get("/tenants/{tenant_id}/credits", response_model=list[CreditPublic])
 async def list_credits(tenant_id: str, runtime: RuntimeDep,
                        _: Operator) -> list[CreditPublic]:
-    _tenant(runtime, tenant_id)
+    tenant_or_404(runtime, tenant_id)
     return await credits_public(runtime, tenant_id)

@@ -44,9 +44,6 @@ from schemas.webhooks_v1 import EVENT_TYPES, Delivery, Message
 router = APIRouter(prefix="/v1/admin", tags=["webhooks"])
 
 
-def _tenant_id(runtime: Runtime, tenant_id: str) -> str:
-    return tenant_or_404(runtime, tenant_id).id
-
 
 def _endpoint(runtime: Runtime, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
     endpoint = runtime.admin.webhooks.get(endpoint_id)
@@ -98,7 +95,7 @@ def _text(moment: datetime | None) -> str | None:
 async def create_webhook(tenant_id: str, body: WebhookCreate, runtime: RuntimeDep,
                          _: Operator) -> WebhookCreated:
     """Add an endpoint; the answer holds its signing secret, shown this once."""
-    _tenant_id(runtime, tenant_id)
+    tenant_or_404(runtime, tenant_id)
     url = await _checked_url(runtime, str(body.url))
     now = now_text()
     secret = new_secret()
@@ -114,7 +111,7 @@ async def create_webhook(tenant_id: str, body: WebhookCreate, runtime: RuntimeDe
 @router.get("/tenants/{tenant_id}/webhooks", response_model=list[WebhookPublic])
 async def list_webhooks(tenant_id: str, runtime: RuntimeDep,
                         _: Operator) -> list[WebhookPublic]:
-    _tenant_id(runtime, tenant_id)
+    tenant_or_404(runtime, tenant_id)
     endpoints = sorted(runtime.admin.endpoints_of(tenant_id), key=lambda e: e.created_at)
     return [await webhook_public(runtime, e) for e in endpoints]
 
