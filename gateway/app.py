@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,9 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import console, problems
+from gateway import console, pages, problems
 from gateway.admin_view import AdminView
 from gateway.health import Dependencies
+from gateway.json_bodies import JsonBodies
 from gateway.kafka_io import AsyncProducer
 from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
@@ -31,19 +31,6 @@ from storage.invoices import InvoiceStore
 from storage.object_store import open_object_store
 from storage.usage_mirror import UsageTable
 from storage.webhooks import WebhookStore
-
-_HOME = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Meterly</title>
-<style>body{{font:16px system-ui,sans-serif;margin:3rem auto;max-width:40rem;color:#222}}
-.ok{{color:#16794c}}.bad{{color:#b42318}}code{{background:#f3f3f3;padding:0 .3em}}</style>
-</head><body><h1>Meterly</h1>
-<p>Exactly-once usage metering and billing. <a href="/console">Console</a></p>
-<p>Status: <strong class="{cls}">{status}</strong></p>
-<ul>{items}</ul>
-<p>Kafka <code>{kafka}</code> &middot; Cassandra <code>{cassandra}</code></p>
-<p><a href="/docs">API reference</a> &middot; <a href="/readyz">/readyz</a>
- &middot; <a href="/metrics">/metrics</a></p>
-</body></html>"""
 
 
 class RateLimitHeaders:
@@ -121,8 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cluster.shutdown()
 
     app = FastAPI(title="Meterly", version="0.1.0", lifespan=lifespan,
-                  description="Exactly-once usage metering and billing.")
+                  description="Exactly-once usage metering and billing.",
+                  docs_url=None, redoc_url=None)
     problems.install(app)
+    pages.install(app)
     app.include_router(ingest.router)
     app.include_router(usage.router)
     app.include_router(admin.router)
@@ -133,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console.router)
 
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(JsonBodies)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -154,16 +144,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse("/console", status_code=307)
 
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
-    async def status_page() -> str:
-        found = await deps.problems()
-        items = "".join(f"<li>{html.escape(p)}</li>" for p in found)
-        items = items or "<li>Kafka and Cassandra answer</li>"
-        return _HOME.format(
-            cls="ok" if not found else "bad",
-            status="ready" if not found else "not ready",
-            items=items,
-            kafka=html.escape(kafka_bootstrap),
-            cassandra=html.escape(cassandra_hosts),
-        )
+    async def status_page() -> HTMLResponse:
+        return pages.render("status.html", title="Status", signed_in=False,
+                            problems=await deps.problems(), kafka=kafka_bootstrap,
+                            cassandra=cassandra_hosts)
 
     return app

@@ -17,10 +17,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from gateway import api_keys
+from gateway import api_keys, pages
 from gateway.charts import daily_bars, days_of
 from gateway.problems import ProblemError
 from gateway.routes import admin, invoices, webhooks
@@ -39,8 +38,6 @@ from schemas.api_v1 import (
 router = APIRouter(prefix="/console", include_in_schema=False)
 COOKIE = "meterly_console"
 SESSION_SECONDS = 12 * 3600
-_templates = Environment(loader=PackageLoader("gateway", "templates"),
-                         autoescape=select_autoescape(["html"]))
 
 
 def _session_key(runtime: Runtime) -> bytes:
@@ -69,11 +66,10 @@ def _same_origin(request: Request) -> bool:
 
 
 def _page(name: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
-    html = _templates.get_template(name).render(
-        signed_in=context.pop("signed_in", True), notice=request.query_params.get("notice"),
+    return pages.render(
+        name, status, signed_in=context.pop("signed_in", True),
+        notice=request.query_params.get("notice"),
         error=context.pop("error", None) or request.query_params.get("error"), **context)
-    return HTMLResponse(html, status_code=status,
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "SAMEORIGIN"})
 
 
 def _back(path: str, notice: str | None = None, error: str | None = None) -> RedirectResponse:
@@ -179,7 +175,7 @@ async def _tenant_view(request: Request, runtime: Runtime, tenant_id: str,
     except ProblemError:
         upcoming = None
     preview_id = request.query_params.get("preview")
-    preview = next((i.pdf_url for i in history if i.id == preview_id and i.pdf_url), None)
+    preview = next((i.id for i in history if i.id == preview_id and i.pdf_url), None)
     hooks = []
     for endpoint in await webhooks.list_webhooks(tenant_id, runtime, None):
         deliveries = await webhooks.list_deliveries(tenant_id, endpoint.id, runtime, None, 20)
@@ -187,6 +183,23 @@ async def _tenant_view(request: Request, runtime: Runtime, tenant_id: str,
     return _page("tenant.html", request, title=tenant.name, tenant=tenant, keys=keys,
                  new_key=new_key, new_secret=new_secret, period=period, charts=charts,
                  invoices=history, upcoming=upcoming, preview=preview, webhooks=hooks)
+
+
+@router.get("/tenants/{tenant_id}/invoices/{inv_id}.pdf")
+async def invoice_pdf(tenant_id: str, inv_id: str, request: Request, runtime: RuntimeDep,
+                      download: bool = False) -> Response:
+    """The invoice's PDF from the console's own origin, whatever the object store (an S3
+    link would be another origin, which the pages' Content-Security-Policy does not frame)."""
+    if (refused := _guard(request, runtime)) is not None:
+        return refused
+    doc = await invoices.invoice_or_404(runtime, tenant_id, inv_id)
+    if doc.pdf_key is None:
+        return HTMLResponse("this invoice has no PDF yet", status_code=409)
+    data = await run_in_threadpool(runtime.objects.get, doc.pdf_key)
+    disposition = "attachment" if download else "inline"
+    return Response(data, media_type="application/pdf", headers={
+        "Content-Disposition": f'{disposition}; filename="{doc.number or doc.id}.pdf"',
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
 @router.post("/tenants/{tenant_id}/keys")

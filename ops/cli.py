@@ -232,8 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("prepare", help="create topics and apply Cassandra migrations").set_defaults(
         func=cmd_prepare
     )
-    from ops import cli_admin, cli_billing, demo
+    from ops import cli_admin, cli_billing, demo, doctor
 
+    doctor.add_parser(sub)
     cli_billing.add_parser(sub)
     cli_admin.add_parsers(sub)
     demo.add_parser(sub)

@@ -45,7 +45,9 @@ def cmd_billing_close(args: argparse.Namespace) -> int:
 
 
 def _wait(client: httpx.Client, invoices: dict[str, str], timeout: float) -> int:
+    """Until every invoice is finalized and its PDF stored (so it can be downloaded)."""
     pending = dict(invoices)
+    finalized: set[str] = set()
     done: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     last_report = 0.0
@@ -53,10 +55,13 @@ def _wait(client: httpx.Client, invoices: dict[str, str], timeout: float) -> int
         for tenant, invoice in list(pending.items()):
             answer = client.get(f"/v1/admin/tenants/{tenant}/invoices/{invoice}")
             if answer.status_code == 200 and answer.json()["status"] != "draft":
-                done[tenant] = answer.json()
-                del pending[tenant]
+                finalized.add(tenant)
+                if answer.json().get("pdf_url"):
+                    done[tenant] = answer.json()
+                    del pending[tenant]
         if time.monotonic() - last_report > 2 or not pending:
-            _say(f"finalized {len(done)}/{len(invoices)}")
+            _say(f"finalized {len(finalized)}/{len(invoices)}, "
+                 f"PDFs stored {len(done)}/{len(invoices)}")
             last_report = time.monotonic()
         if pending:
             time.sleep(0.5)
@@ -65,8 +70,9 @@ def _wait(client: httpx.Client, invoices: dict[str, str], timeout: float) -> int
         print(f"{tenant}\t{inv['id']}\t{inv['number']}\t{total['amount']} {total['currency']}")
     if pending:
         # A tenant without a plan in force during the period gets no invoice.
-        _say(f"no finalized invoice after {timeout:.0f}s for: {', '.join(sorted(pending))} "
-             "(a tenant without a plan in the period is not invoiced)")
+        _say(f"no finalized invoice with its PDF after {timeout:.0f}s for: "
+             f"{', '.join(sorted(pending))} (a tenant without a plan in the period is not "
+             "invoiced)")
         return 2
     return 0
 
@@ -79,6 +85,7 @@ def add_parser(sub: Any) -> None:
     close.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
     close.add_argument("--url", help="gateway URL (default: METERLY_PUBLIC_URL or host:port)")
     close.add_argument("--wait", action="store_true",
-                       help="wait for the invoices to be finalized and print them")
+                       help="wait until the invoices are finalized and their PDFs stored; "
+                            "print them")
     close.add_argument("--timeout", type=float, default=300.0)
     close.set_defaults(func=cmd_billing_close)

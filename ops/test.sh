@@ -5,7 +5,7 @@
 # a test, fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ops/bootstrap.sh
+ops/bootstrap.sh --tests
 export PYTHONUNBUFFERED=1
 echo "meterly: ruff" >&2
 .venv/bin/ruff check gateway processors schemas storage ops tests

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, WithJsonSchema
 
 # ISO 4217 codes Meterly knows the minor units of; billing rounds to these.
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK", "NOK", "DKK", "INR",
               "BRL", "CNY", "KWD", "BHD")
+
+
+def _billing_email(value: str) -> str:
+    """Syntax (RFC 5322 / 6531), normalised; no DNS is consulted. Meterly sends no mail to
+    this address (it is printed on invoices and sent in webhooks), so the names RFC 2606
+    reserves for testing and documentation (``acme.test``, ``example.com``) are accepted,
+    for test and staging deployments. Names no mail can reach from outside one host or
+    network (``localhost``, ``.local``, ``.invalid``, ``.onion``, ``.arpa``) are refused."""
+    try:
+        return validate_email(value, check_deliverability=False,
+                              test_environment=True).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not an e-mail address: {exc}") from None
+
+
+BillingEmail = Annotated[str, AfterValidator(_billing_email),
+                         WithJsonSchema({"type": "string", "format": "email"})]
 
 
 class _Strict(BaseModel):
@@ -19,7 +37,7 @@ class _Strict(BaseModel):
 
 class TenantCreate(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    billing_email: EmailStr
+    billing_email: BillingEmail
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     plan: str | None = Field(default=None, max_length=100,
                              description="assign the latest version of this plan from now")
@@ -32,7 +50,7 @@ class TenantCreate(_Strict):
 
 class TenantUpdate(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    billing_email: EmailStr | None = None
+    billing_email: BillingEmail | None = None
     plan: str | None = Field(default=None, max_length=100)
     webhook_url: HttpUrl | None = None
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)

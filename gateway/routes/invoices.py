@@ -45,7 +45,7 @@ def invoice_public(runtime: Runtime, doc: InvoiceDocument) -> InvoicePublic:
     return InvoicePublic.model_validate(body)
 
 
-async def _invoice(runtime: Runtime, tenant_id: str, inv_id: str) -> InvoiceDocument:
+async def invoice_or_404(runtime: Runtime, tenant_id: str, inv_id: str) -> InvoiceDocument:
     doc = await run_in_threadpool(runtime.invoices.get, tenant_id, inv_id)
     if doc is None:
         raise ProblemError(404, "invoice-not-found", "Invoice not found",
@@ -104,14 +104,14 @@ async def my_invoices(tenant: CurrentTenant, runtime: RuntimeDep) -> list[Invoic
 
 @router.get("/v1/invoices/{inv_id}", response_model=InvoicePublic)
 async def my_invoice(inv_id: str, tenant: CurrentTenant, runtime: RuntimeDep) -> InvoicePublic:
-    return invoice_public(runtime, await _invoice(runtime, tenant.id, inv_id))
+    return invoice_public(runtime, await invoice_or_404(runtime, tenant.id, inv_id))
 
 
 @router.get("/v1/invoices/{inv_id}/pdf", response_class=RedirectResponse, status_code=307)
 async def my_invoice_pdf(inv_id: str, tenant: CurrentTenant,
                          runtime: RuntimeDep) -> RedirectResponse:
     """Redirects to an expiring download link of the invoice's PDF."""
-    return _pdf_redirect(runtime, await _invoice(runtime, tenant.id, inv_id))
+    return _pdf_redirect(runtime, await invoice_or_404(runtime, tenant.id, inv_id))
 
 
 # ---- operator -----------------------------------------------------------------------------
@@ -194,14 +194,14 @@ async def tenant_upcoming_invoice(tenant_id: str, runtime: RuntimeDep,
 @router.get("/v1/admin/tenants/{tenant_id}/invoices/{inv_id}", response_model=InvoicePublic)
 async def tenant_invoice(tenant_id: str, inv_id: str, runtime: RuntimeDep,
                          _: Operator) -> InvoicePublic:
-    return invoice_public(runtime, await _invoice(runtime, tenant_id, inv_id))
+    return invoice_public(runtime, await invoice_or_404(runtime, tenant_id, inv_id))
 
 
 @router.get("/v1/admin/tenants/{tenant_id}/invoices/{inv_id}/pdf",
             response_class=RedirectResponse, status_code=307)
 async def tenant_invoice_pdf(tenant_id: str, inv_id: str, runtime: RuntimeDep,
                              _: Operator) -> RedirectResponse:
-    return _pdf_redirect(runtime, await _invoice(runtime, tenant_id, inv_id))
+    return _pdf_redirect(runtime, await invoice_or_404(runtime, tenant_id, inv_id))
 
 
 @router.post("/v1/admin/tenants/{tenant_id}/invoices/{inv_id}/void",
@@ -209,13 +209,13 @@ async def tenant_invoice_pdf(tenant_id: str, inv_id: str, runtime: RuntimeDep,
 async def void_invoice(tenant_id: str, inv_id: str, runtime: RuntimeDep,
                        _: Operator) -> InvoicePublic:
     """Void a finalized invoice: its number stays taken, its credits become spendable again."""
-    doc = await _invoice(runtime, tenant_id, inv_id)
+    doc = await invoice_or_404(runtime, tenant_id, inv_id)
     if doc.status == "draft":
         raise ProblemError(409, "invoice-not-finalized", "Invoice not finalized",
                            "a draft cannot be voided; it is replaced when the period closes")
     if doc.status == "finalized":
         await run_in_threadpool(runtime.invoices.void, tenant_id, inv_id, datetime.now(UTC))
-        doc = await _invoice(runtime, tenant_id, inv_id)
+        doc = await invoice_or_404(runtime, tenant_id, inv_id)
         await runtime.producer.send(
             INVOICES.full_name(runtime.settings.topic_prefix),
             invoice_v1.encode_event(invoice_v1.VOIDED, doc), key=tenant_id.encode())

@@ -7,6 +7,7 @@ switch at their own pace.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import replace
@@ -42,6 +43,7 @@ from schemas.topics import WEBHOOK_DEAD_LETTER, WEBHOOK_RETRIES
 from schemas.webhooks_v1 import EVENT_TYPES, Delivery, Message
 
 router = APIRouter(prefix="/v1/admin", tags=["webhooks"])
+log = logging.getLogger(__name__)
 
 
 
@@ -54,11 +56,17 @@ def _endpoint(runtime: Runtime, tenant_id: str, endpoint_id: str) -> WebhookEndp
 
 
 async def _checked_url(runtime: Runtime, url: str) -> str:
+    """Refuse a URL that is not http(s) or resolves to a non-public address. A host that
+    does not resolve yet is accepted (its DNS may come later): the dispatcher resolves it
+    through the same guard on every delivery, so it can never reach a refused address."""
     allow = parse_networks(runtime.settings.webhook_allow_networks)
     try:
         await run_in_threadpool(check_url, url, allow)
     except UrlRefused as exc:
         raise ProblemError(422, "webhook-url-refused", "Webhook URL refused", str(exc)) from None
+    except OSError as exc:
+        log.info("webhook host does not resolve yet; accepted", extra={"url": url,
+                                                                       "error": str(exc)})
     return url
 
 

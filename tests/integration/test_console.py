@@ -1,18 +1,22 @@
 """The console in a real headless Chromium: sign in, create a tenant and a key, call the
-metered endpoint from the "try it" panel, see the counter move and the usage chart.
+metered endpoint from the "try it" panel, see the counter move and the usage chart; the API
+reference at /docs.
 
-Screenshots of each step are kept in ``test-artifacts/``.
+The browser may reach the gateway's own origin only: every other request is aborted and
+recorded, and a page that asks for anything else, or breaks its Content-Security-Policy,
+fails the test. Screenshots of each step are kept in ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, Route, expect, sync_playwright
 
 from ops.settings import Settings
 from tests.stack import BILLING_WORKERS, CORE_WORKERS, Stack, start_stack, wait_until
@@ -42,15 +46,37 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture
-def page() -> Iterator[Page]:
-    chromium = shutil.which("chromium")
+def page(stack: Stack) -> Iterator[Page]:
+    chromium = os.environ.get("METERLY_CHROMIUM") or shutil.which("chromium")
     assert chromium, "the console tests need Debian's chromium (ops/test.sh installs it)"
+    origin = stack.gateways[0].url + "/"
+    outside: list[str] = []
+    refused: list[str] = []
+
+    def only_the_gateway(route: Route) -> None:
+        url = route.request.url
+        # Chromium's own PDF viewer loads chrome:// and chrome-extension:// resources.
+        if url.startswith(origin) or not url.startswith(("http:", "https:", "ws:", "wss:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    def csp_violations(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
+            opened = browser.new_page(viewport={"width": 1280, "height": 900})
+            opened.route("**/*", only_the_gateway)
+            opened.on("console", csp_violations)
+            yield opened
         finally:
             browser.close()
+    assert not outside, f"the pages asked for other origins: {outside}"
+    assert not refused, f"the pages broke their Content-Security-Policy: {refused}"
 
 
 def shot(page: Page, name: str) -> None:
@@ -90,8 +116,8 @@ def test_sign_in_tenant_key_try_it_and_usage(stack: Stack, page: Page) -> None:
     assert page.input_value("#try-key") == key
     page.fill("#try-meter", "search")
     page.click("#try-call")
-    page.wait_for_function(
-        "document.getElementById('try-status').textContent === 'counted'", timeout=30_000)
+    # (Not wait_for_function: it evaluates a string, which the pages' CSP refuses.)
+    expect(page.locator("#try-status")).to_have_text("counted", timeout=30_000)
     assert page.inner_text("#try-count") == "1"
     shot(page, "3-try-it")
 
@@ -153,8 +179,8 @@ def test_invoices_webhook_log_dead_letters_and_suspend(stack: Stack, page: Page)
         page.click("text=preview")
         frame = page.locator("iframe[title='invoice preview']")
         src = frame.get_attribute("src")
-        assert src is not None
-        pdf = page.request.get(src)
+        assert src == f"/console/tenants/{tenant}/invoices/{invoice_id}.pdf"
+        pdf = page.request.get(stack.gateways[0].url + src)
         assert pdf.status == 200
         assert pdf.headers["content-type"] == "application/pdf"
         assert pdf.body().startswith(b"%PDF")
@@ -175,3 +201,24 @@ def test_invoices_webhook_log_dead_letters_and_suspend(stack: Stack, page: Page)
             assert client.get("/v1/resources/search").status_code == 403
     finally:
         receiver.close()
+
+
+def test_api_reference_renders_from_the_gateway_alone(stack: Stack, page: Page) -> None:
+    base = stack.gateways[0].url
+    answer = page.goto(base + "/docs")
+    assert answer is not None
+    assert answer.status == 200
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "default-src 'self'" in policy
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "Meterly" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector(".opblock-summary-path")
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/v1/events" in paths, paths
+    assert "/v1/admin/tenants" in paths, paths
+    shot(page, "7-api-reference")
+    # The console's own pages carry the same policy.
+    login = page.goto(base + "/console/login")
+    assert login is not None
+    assert login.headers["content-security-policy"] == policy
