@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,24 +12,25 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import console, pages, problems
-from gateway.admin_view import AdminView
 from gateway.health import Dependencies
 from gateway.json_bodies import JsonBodies
-from gateway.kafka_io import AsyncProducer
 from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
 from gateway.routes import admin, files, ingest, invoices, plans, usage, webhooks
 from gateway.runtime import Runtime
 from gateway.usage_sink import UsageSink
-from ops import logs
-from ops.admin_token import read_admin_token
-from ops.settings import Settings, get_settings
+from processors.billing.invoice_store import InvoiceStore
+from processors.kafka.async_producer import AsyncProducer
+from processors.runtime import logs
+from processors.runtime.operator_token import read_admin_token
+from processors.runtime.settings import Settings, get_settings
+from processors.tenants.follower import follow_admin
+from processors.usage.mirror_table import UsageTable
+from processors.webhooks.store import WebhookStore
 from schemas.topics import ADMIN, USAGE
 from storage.cassandra import connect
-from storage.invoices import InvoiceStore
 from storage.object_store import open_object_store
-from storage.usage_mirror import UsageTable
-from storage.webhooks import WebhookStore
+from storage.signed_links import link_secret
 
 
 class RateLimitHeaders:
@@ -61,12 +61,6 @@ class RateLimitHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def link_secret(admin_token: str) -> bytes:
-    """The key that signs PDF download links, derived from the operator token: one secret
-    less to manage, and rotating the token also invalidates outstanding links."""
-    return hashlib.sha256(b"meterly-file-links\x00" + admin_token.encode()).digest()
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     # uvicorn's worker processes (METERLY_GATEWAY_PROCESSES > 1) start fresh interpreters
     # that call this factory: configure their JSON logs here, not only in the parent.
@@ -84,26 +78,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = AsyncProducer(kafka_bootstrap)
-        view = AdminView(kafka_bootstrap, ADMIN.full_name(settings.topic_prefix), producer)
-        view.start()
+        directory, admin_topic = follow_admin(
+            kafka_bootstrap, ADMIN.full_name(settings.topic_prefix), producer)
+        admin_topic.start()
         cluster, session = connect(cassandra_hosts)
         secret = link_secret(admin_token)
         objects = open_object_store(settings, settings.public_base_url, secret)
         app.state.object_store, app.state.link_secret = objects, secret
         usage_table = UsageTable(session, settings.cassandra_keyspace)
         app.state.runtime = Runtime(
-            settings=settings, admin_token=admin_token, producer=producer, admin=view,
+            settings=settings, admin_token=admin_token, producer=producer,
+            directory=directory, admin_topic=admin_topic,
             sink=UsageSink(producer, USAGE.full_name(settings.topic_prefix)),
             usage=usage_table,
             limiter=RateLimiter(settings.gateway_processes),
             invoices=InvoiceStore(session, settings.cassandra_keyspace), objects=objects,
-            quotas=Quotas(view, usage_table),
+            quotas=Quotas(directory, usage_table),
             webhooks=WebhookStore(session, settings.cassandra_keyspace),
         )
         try:
             yield
         finally:
-            view.stop()
+            admin_topic.stop()
             producer.close()
             cluster.shutdown()
 

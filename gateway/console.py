@@ -2,8 +2,9 @@
 
 The operator signs in with the operator token; the session is a signed, HttpOnly,
 SameSite=Strict cookie valid for 12 hours (the token itself is never stored in the browser).
-Every form posts to the console, which calls the operator API's own route functions, so the
-console validates and records exactly what the API does. Nothing loads from a CDN.
+Every form posts to the console, which calls the same services as the operator API
+(``gateway.services``), so the console validates and records exactly what the API does.
+Nothing loads from a CDN.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from gateway import api_keys, pages
+from gateway import pages
 from gateway.charts import daily_bars, days_of
 from gateway.problems import ProblemError
-from gateway.routes import admin, invoices, webhooks
 from gateway.runtime import Runtime, RuntimeDep, tenant_or_404
-from processors.periods import period_bounds, period_of
+from gateway.services import invoices, tenants, webhooks
+from processors.tenants.core import keys
+from processors.usage.core.periods import period_bounds, period_of
+from schemas.admin_v1 import TenantStatus
 from schemas.api_v1 import (
     CURRENCIES,
     DeadLetterReplay,
@@ -93,7 +96,7 @@ async def login_page(request: Request) -> HTMLResponse:
 @router.post("/login")
 async def login(request: Request, runtime: RuntimeDep,
                 token: Annotated[str, Form()]) -> Response:
-    if not api_keys.same_token(token.strip(), runtime.admin_token):
+    if not keys.same_token(token.strip(), runtime.admin_token):
         return _page("login.html", request, status=401, title="Sign in", signed_in=False,
                      error="That is not the operator token.")
     answer = RedirectResponse("/console", status_code=303)
@@ -113,8 +116,8 @@ async def logout() -> Response:
 async def tenants_page(request: Request, runtime: RuntimeDep) -> Response:
     if (refused := _guard(request, runtime)) is not None:
         return refused
-    tenants = sorted(runtime.admin.tenants.values(), key=lambda t: t.created_at, reverse=True)
-    plans = sorted({name for name, _v in runtime.admin.plans})
+    tenants = sorted(runtime.directory.tenants(), key=lambda t: t.created_at, reverse=True)
+    plans = runtime.directory.plan_names()
     return _page("tenants.html", request, title="Tenants", tenants=tenants, plans=plans,
                  currencies=CURRENCIES)
 
@@ -129,7 +132,7 @@ async def create_tenant(request: Request, runtime: RuntimeDep,
     try:
         body = TenantCreate(name=name, billing_email=billing_email, currency=currency,
                             plan=plan or None)
-        made = await admin.create_tenant(body, runtime, None)
+        made = await tenants.create_tenant(runtime, body)
     except ProblemError as exc:
         return _back("/console", error=exc.detail)
     except ValueError as exc:
@@ -144,8 +147,8 @@ async def tenant_action(tenant_id: str, action: str, request: Request,
         return refused
     if action not in ("suspend", "reactivate"):
         return HTMLResponse("unknown action", status_code=404)
-    status = "suspended" if action == "suspend" else "active"
-    await admin._set_status(runtime, tenant_id, status)
+    status: TenantStatus = "suspended" if action == "suspend" else "active"
+    await tenants.set_status(runtime, tenant_id, status)
     return _back("/console", notice=f"Tenant {tenant_id} is {status}.")
 
 
@@ -159,7 +162,7 @@ async def tenant_page(tenant_id: str, request: Request, runtime: RuntimeDep) -> 
 async def _tenant_view(request: Request, runtime: Runtime, tenant_id: str,
                        new_key: str | None, new_secret: str | None = None) -> Response:
     tenant = tenant_or_404(runtime, tenant_id)
-    keys = await admin.list_keys(tenant_id, runtime, None)
+    keys = tenants.list_keys(runtime, tenant_id)
     period = period_of(datetime.now(UTC))
     start, end = period_bounds(period)
     daily = await run_in_threadpool(runtime.usage.read_daily, tenant_id, period)
@@ -169,16 +172,16 @@ async def _tenant_view(request: Request, runtime: Runtime, tenant_id: str,
     charts = [{"meter": meter, "total": f"{totals.get(meter, 0):f}",
                "svg": daily_bars([(d, q) for d, _c, q in points], days)}
               for meter, points in sorted(daily.items())]
-    history = await invoices.tenant_invoices(tenant_id, runtime, None)
+    history = await invoices.tenant_invoices(runtime, tenant_id)
     try:
-        upcoming = await invoices.tenant_upcoming_invoice(tenant_id, runtime, None)
+        upcoming = await invoices.upcoming(runtime, tenant_id)
     except ProblemError:
         upcoming = None
     preview_id = request.query_params.get("preview")
     preview = next((i.id for i in history if i.id == preview_id and i.pdf_url), None)
     hooks = []
-    for endpoint in await webhooks.list_webhooks(tenant_id, runtime, None):
-        deliveries = await webhooks.list_deliveries(tenant_id, endpoint.id, runtime, None, 20)
+    for endpoint in await webhooks.list_webhooks(runtime, tenant_id):
+        deliveries = await webhooks.list_deliveries(runtime, tenant_id, endpoint.id, 20)
         hooks.append({**endpoint.model_dump(), "deliveries": deliveries})
     return _page("tenant.html", request, title=tenant.name, tenant=tenant, keys=keys,
                  new_key=new_key, new_secret=new_secret, period=period, charts=charts,
@@ -207,7 +210,7 @@ async def create_key(tenant_id: str, request: Request, runtime: RuntimeDep,
                      name: Annotated[str, Form()] = "default") -> Response:
     if (refused := _guard(request, runtime, post=True)) is not None:
         return refused
-    made = await admin.create_key(tenant_id, KeyCreate(name=name or "default"), runtime, None)
+    made = await tenants.create_key(runtime, tenant_id, KeyCreate(name=name or "default").name)
     # Shown once, in this answer only: never in a URL (history, logs, Referer).
     return await _tenant_view(request, runtime, tenant_id, made.key)
 
@@ -218,10 +221,10 @@ async def key_action(tenant_id: str, key_id: str, action: str, request: Request,
     if (refused := _guard(request, runtime, post=True)) is not None:
         return refused
     if action == "revoke":
-        await admin.revoke_key(tenant_id, key_id, runtime, None)
+        await tenants.revoke_key(runtime, tenant_id, key_id)
         return _back(f"/console/tenants/{tenant_id}", notice="Key revoked.")
     if action == "rotate":
-        made = await admin.rotate_key(tenant_id, key_id, KeyRotate(), runtime, None)
+        made = await tenants.rotate_key(runtime, tenant_id, key_id, KeyRotate().overlap_seconds)
         return await _tenant_view(request, runtime, tenant_id, made.key)
     return HTMLResponse("unknown action", status_code=404)
 
@@ -233,7 +236,7 @@ async def create_webhook(tenant_id: str, request: Request, runtime: RuntimeDep,
         return refused
     try:
         made = await webhooks.create_webhook(
-            tenant_id, WebhookCreate.model_validate({"url": url}), runtime, None)
+            runtime, tenant_id, WebhookCreate.model_validate({"url": url}))
     except ProblemError as exc:
         return _back(f"/console/tenants/{tenant_id}", error=exc.detail)
     except ValueError as exc:
@@ -249,8 +252,8 @@ async def webhook_action(tenant_id: str, endpoint_id: str, action: str, request:
         return refused
     if action not in ("enable", "disable"):
         return HTMLResponse("unknown action", status_code=404)
-    await webhooks.update_webhook(tenant_id, endpoint_id,
-                                  WebhookUpdate(enabled=action == "enable"), runtime, None)
+    await webhooks.update_webhook(runtime, tenant_id, endpoint_id,
+                                  WebhookUpdate(enabled=action == "enable"))
     return _back(f"/console/tenants/{tenant_id}", notice=f"Endpoint {action}d.")
 
 
@@ -259,7 +262,7 @@ async def replay(tenant_id: str, endpoint_id: str, message_id: str, request: Req
                  runtime: RuntimeDep) -> Response:
     if (refused := _guard(request, runtime, post=True)) is not None:
         return refused
-    await webhooks.replay_delivery(tenant_id, endpoint_id, message_id, runtime, None)
+    await webhooks.replay_delivery(runtime, tenant_id, endpoint_id, message_id)
     return _back(f"/console/tenants/{tenant_id}", notice=f"Message {message_id} replayed.")
 
 
@@ -267,7 +270,7 @@ async def replay(tenant_id: str, endpoint_id: str, message_id: str, request: Req
 async def dead_letter_page(request: Request, runtime: RuntimeDep) -> Response:
     if (refused := _guard(request, runtime)) is not None:
         return refused
-    dead = await webhooks.list_dead_letters(runtime, None, 200)
+    dead = await webhooks.list_dead_letters(runtime, 200)
     return _page("dead_letter.html", request, title="Dead letters", dead=dead)
 
 
@@ -275,5 +278,5 @@ async def dead_letter_page(request: Request, runtime: RuntimeDep) -> Response:
 async def replay_dead_letters(request: Request, runtime: RuntimeDep) -> Response:
     if (refused := _guard(request, runtime, post=True)) is not None:
         return refused
-    done = await webhooks.replay_dead_letters(DeadLetterReplay(), runtime, None)
+    done = await webhooks.replay_dead_letters(runtime, DeadLetterReplay())
     return _back("/console/dead-letter", notice=f"Replayed {done.replayed} deliveries.")

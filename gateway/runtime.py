@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway import api_keys
-from gateway.admin_view import AdminView
-from gateway.kafka_io import AsyncProducer
 from gateway.problems import ProblemError
 from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
 from gateway.recent import Recent
 from gateway.usage_sink import UsageSink
-from ops.settings import Settings
+from processors.billing.invoice_store import InvoiceStore
+from processors.kafka.async_producer import AsyncProducer
+from processors.runtime.settings import Settings
+from processors.tenants.core import keys
+from processors.tenants.core.directory import Directory
+from processors.tenants.follower import AdminTopic
+from processors.usage.mirror_table import UsageTable
+from processors.webhooks.store import WebhookStore
 from schemas.admin_v1 import Tenant
-from storage.invoices import InvoiceStore
 from storage.object_store import ObjectStore
-from storage.usage_mirror import UsageTable
-from storage.webhooks import WebhookStore
 
 
 @dataclass
@@ -37,7 +40,9 @@ class Runtime:
     settings: Settings
     admin_token: str
     producer: AsyncProducer
-    admin: AdminView
+    #: Tenants, keys, plans, ...: read here; changed through ``admin_topic.publish``.
+    directory: Directory
+    admin_topic: AdminTopic
     sink: UsageSink
     usage: UsageTable
     limiter: RateLimiter
@@ -53,7 +58,7 @@ class Runtime:
 
 
 def tenant_or_404(runtime: Runtime, tenant_id: str) -> Tenant:
-    tenant = runtime.admin.tenants.get(tenant_id)
+    tenant = runtime.directory.tenant(tenant_id)
     if tenant is None:
         raise ProblemError(404, "tenant-not-found", "Tenant not found",
                            f"no tenant with id {tenant_id}")
@@ -80,10 +85,10 @@ def _bearer(request: Request) -> str:
 
 async def require_operator(request: Request, runtime: RuntimeDep) -> None:
     token = _bearer(request)
-    if token.startswith(api_keys.PREFIX):
+    if token.startswith(keys.PREFIX):
         raise ProblemError(403, "forbidden", "Forbidden",
                            "a tenant API key is never accepted as the operator token")
-    if not api_keys.same_token(token, runtime.admin_token):
+    if not keys.same_token(token, runtime.admin_token):
         raise ProblemError(401, "unauthenticated", "Authentication required",
                            "the operator token is not valid",
                            headers={"WWW-Authenticate": "Bearer"})
@@ -91,16 +96,16 @@ async def require_operator(request: Request, runtime: RuntimeDep) -> None:
 
 async def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:
     token = _bearer(request)
-    key = runtime.admin.key_by_hash(api_keys.key_hash(token)) if api_keys.looks_like_key(
+    key = runtime.directory.key_by_hash(keys.key_hash(token)) if keys.looks_like_key(
         token) else None
     if key is None:
         raise ProblemError(401, "invalid-api-key", "Invalid API key",
                            "the API key is unknown", headers={"WWW-Authenticate": "Bearer"})
-    why = runtime.admin.key_usable(key)
-    if why is not None:
-        raise ProblemError(401, "invalid-api-key", "Invalid API key", why,
+    state = keys.key_state(key, datetime.now(UTC))
+    if state != "usable":
+        raise ProblemError(401, "invalid-api-key", "Invalid API key", keys.REFUSALS[state],
                            headers={"WWW-Authenticate": "Bearer"})
-    tenant = runtime.admin.tenants.get(key.tenant_id)
+    tenant = runtime.directory.tenant(key.tenant_id)
     if tenant is None:
         raise ProblemError(401, "invalid-api-key", "Invalid API key",
                            "the key's tenant does not exist")
@@ -124,3 +129,7 @@ CurrentTenant = Annotated[Tenant, Depends(require_tenant)]
 
 def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+def correlation_id(request: Request) -> str:
+    return request.headers.get("x-correlation-id") or uuid.uuid4().hex

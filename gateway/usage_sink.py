@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from gateway.kafka_io import AsyncProducer
+from processors.kafka.async_producer import AsyncProducer
 from schemas import usage_v1
 from schemas.usage_v1 import UsageEvent, UsageRecord
 

@@ -7,91 +7,37 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from ops.infra.artifacts import ProvisioningError
-from ops.infra.stack import ALL_COMPONENTS, COMPONENTS, Component, LocalStack, Mode
-from ops.settings import Settings, get_settings
+from ops.infra.stack import ALL_COMPONENTS, COMPONENTS, Component
+from ops.output import say
+from ops.provision import local_stack, prepare, resolve_infra
+from processors.runtime.settings import get_settings
 
 log = logging.getLogger("meterly")
 
 
-def _say(message: str) -> None:
-    print(f"meterly: {message}", file=sys.stderr, flush=True)
-
-
-def _stack(settings: Settings, mode: Mode = "single") -> LocalStack:
-    return LocalStack(settings.home, settings.cache_dir, mode, progress=_say)
-
-
-@dataclass
-class Infra:
-    """Where Kafka and Cassandra are, and what this process started (to stop it later)."""
-
-    kafka_bootstrap: str
-    cassandra_hosts: str
-    stack: LocalStack
-    started: list[str] = field(default_factory=list)
-
-
-def resolve_infra(settings: Settings) -> Infra:
-    """Use configured clusters; provision locally whatever is not configured."""
-    stack = _stack(settings)
-    wanted: tuple[Component, ...] = tuple(
-        c for c in COMPONENTS
-        if (c == "kafka" and settings.provisions_kafka)
-        or (c == "cassandra" and settings.provisions_cassandra)
-    )
-    started = stack.up(wanted) if wanted else []
-    return Infra(
-        settings.kafka_bootstrap or stack.kafka_bootstrap,
-        settings.cassandra_hosts or stack.cassandra_hosts,
-        stack,
-        started,
-    )
-
-
-def prepare(settings: Settings, kafka_bootstrap: str, cassandra_hosts: str) -> None:
-    """Create topics and apply migrations; both are idempotent."""
-    from ops.topics import ensure_topics
-    from storage.cassandra import connect
-    from storage.migrate import migrate
-
-    created = ensure_topics(
-        kafka_bootstrap, settings.topic_prefix, settings.kafka_replication_factor
-    )
-    if created:
-        _say(f"created topics: {', '.join(created)}")
-    cluster, session = connect(cassandra_hosts)
-    try:
-        applied = migrate(session, settings.cassandra_keyspace, settings.cassandra_replication)
-    finally:
-        cluster.shutdown()
-    if applied:
-        _say(f"applied migrations {applied} to keyspace {settings.cassandra_keyspace}")
-
-
 def cmd_infra(args: argparse.Namespace) -> int:
     settings = get_settings()
-    stack = _stack(settings, "cluster" if args.cluster else "single")
+    stack = local_stack(settings, "cluster" if args.cluster else "single")
     components: tuple[Component, ...] = (args.only,) if args.only else COMPONENTS
     if args.action == "up":
         stack.up(components)
         if args.only != "s3":
-            _say(f"Kafka at {stack.kafka_bootstrap}, Cassandra at {stack.cassandra_hosts}")
+            say(f"Kafka at {stack.kafka_bootstrap}, Cassandra at {stack.cassandra_hosts}")
         else:
             keys = stack.s3_credentials()
-            _say(f"S3Proxy at {stack.s3_endpoint}, access key {keys.access_key} "
+            say(f"S3Proxy at {stack.s3_endpoint}, access key {keys.access_key} "
                  f"(both keys in {stack.s3_credentials_file})")
-        _say(f"logs in {stack.logs}")
+        say(f"logs in {stack.logs}")
     elif args.action == "down":
         # Without --only, down also stops an S3Proxy started with `up --only s3`.
         stopped = stack.down((args.only,) if args.only else ALL_COMPONENTS)
-        _say(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+        say(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     else:
         rows = stack.status()
         if not rows:
-            _say("nothing provisioned yet (run `meterly infra up`)")
+            say("nothing provisioned yet (run `meterly infra up`)")
         for row in rows:
             state = "healthy" if row.healthy else ("starting/unhealthy" if row.pid else "stopped")
             memory = f"{row.resident_bytes / 2**20:.0f} MiB" if row.pid else "-"
@@ -101,67 +47,38 @@ def cmd_infra(args: argparse.Namespace) -> int:
     return 0
 
 
-def supervised_processes(settings: Settings, infra: Infra) -> list[object]:
-    from ops.supervisor import ProcessSpec
-    from processors.registry import WORKERS
-
-    env = {
-        "METERLY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
-        "METERLY_CASSANDRA_HOSTS": infra.cassandra_hosts,
-        "METERLY_HOME": str(settings.home),
-    }
-    specs = [ProcessSpec("gateway", [sys.executable, "-m", "ops.cli", "gateway"], env)]
-    for name in WORKERS:
-        # Counting workers get stable ids: each id is a transactional id and a static
-        # group member, so a restarted worker fences its predecessor at once.
-        count = {"counter": settings.counter_workers,
-                 "invoice-renderer": settings.renderer_workers,
-                 "webhook-dispatcher": settings.webhook_workers}.get(name, 1)
-        ids = [str(i) for i in range(1, count + 1)]
-        for i in ids:
-            worker_env = {**env, "METERLY_WORKER_ID": i}
-            if settings.metrics_port:
-                # One Prometheus port per worker, counted up from METERLY_METRICS_PORT.
-                worker_env["METERLY_METRICS_PORT"] = str(settings.metrics_port + len(specs))
-            specs.append(ProcessSpec(f"worker:{name}:{i}",
-                                     [sys.executable, "-m", "ops.cli", "worker", name],
-                                     worker_env))
-    return list(specs)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from ops import logs
-    from ops.supervisor import ProcessSpec, Supervisor
+    from ops.supervisor import Supervisor, supervised_processes
+    from processors.runtime import logs
 
     if args.port:
         os.environ["METERLY_PORT"] = str(args.port)
         get_settings.cache_clear()
     settings = get_settings()
     logs.configure("supervisor")
-    from ops.admin_token import ensure_admin_token, token_file
+    from processors.runtime.operator_token import ensure_admin_token, token_file
 
     token, generated = ensure_admin_token(settings)
     if generated:
-        _say(f"operator token (shown once, kept in {token_file(settings)}): {token}")
+        say(f"operator token (shown once, kept in {token_file(settings)}): {token}")
     infra = resolve_infra(settings)
     try:
         prepare(settings, infra.kafka_bootstrap, infra.cassandra_hosts)
-        specs = [s for s in supervised_processes(settings, infra) if isinstance(s, ProcessSpec)]
-        supervisor = Supervisor(specs)
-        _say(f"serving http://localhost:{settings.port} (Ctrl-C stops everything)")
+        supervisor = Supervisor(supervised_processes(settings, infra))
+        say(f"serving http://localhost:{settings.port} (Ctrl-C stops everything)")
         supervisor.run()
     finally:
         if infra.started:
-            _say(f"stopping {', '.join(infra.started)}")
+            say(f"stopping {', '.join(infra.started)}")
             infra.stack.down()
-    _say("stopped")
+    say("stopped")
     return 0
 
 
 def cmd_gateway(_args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ops import logs
+    from processors.runtime import logs
 
     settings = get_settings()
     logs.configure("gateway")
@@ -182,11 +99,11 @@ def cmd_gateway(_args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ops import logs
-    from processors.registry import WORKERS, run_worker
+    from ops.workers import WORKERS, run_worker
+    from processors.runtime import logs
 
     if args.name not in WORKERS:
-        _say(f"unknown worker {args.name!r}; known: {', '.join(sorted(WORKERS)) or 'none'}")
+        say(f"unknown worker {args.name!r}; known: {', '.join(sorted(WORKERS)) or 'none'}")
         return 2
     settings = get_settings()
     logs.configure(f"worker:{args.name}")
@@ -246,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ProvisioningError as exc:
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130

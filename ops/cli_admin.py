@@ -16,29 +16,23 @@ from typing import Any
 
 import httpx
 
-from ops.admin_token import read_admin_token
-from ops.settings import get_settings
-
-
-def _say(message: str) -> None:
-    print(f"meterly: {message}", file=sys.stderr, flush=True)
+from ops.output import gateway_url, operator_headers, problem_detail, say
+from ops.provision import resolve_infra
+from processors.runtime.settings import get_settings
 
 
 def _api(args: argparse.Namespace, method: str, path: str,
          body: dict[str, Any] | None = None) -> Any:
     """Call the operator API; print the problem and exit 1 on an error answer."""
-    settings = get_settings()
-    base = (args.url or settings.public_base_url).rstrip("/")
-    headers = {"Authorization": f"Bearer {read_admin_token(settings)}"}
+    base = gateway_url(args.url)
     try:
-        answer = httpx.request(method, f"{base}{path}", json=body, headers=headers, timeout=60)
+        answer = httpx.request(method, f"{base}{path}", json=body, headers=operator_headers(),
+                               timeout=60)
     except httpx.TransportError as exc:
-        _say(f"cannot reach the gateway at {base} ({exc}); is `meterly run` running?")
+        say(f"cannot reach the gateway at {base} ({exc}); is `meterly run` running?")
         raise SystemExit(1) from None
     if answer.status_code >= 400:
-        detail = answer.json().get("detail") if answer.headers.get(
-            "content-type", "").startswith("application/problem+json") else answer.text
-        _say(f"error {answer.status_code}: {detail}")
+        say(f"error {answer.status_code}: {problem_detail(answer)}")
         raise SystemExit(1)
     return answer.json() if answer.content else None
 
@@ -69,7 +63,7 @@ def cmd_tenants(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.action == "create":
         made = _api(args, "POST", f"/v1/admin/tenants/{args.tenant}/keys", {"name": args.name})
-        _say("the raw key is shown once: store it now")
+        say("the raw key is shown once: store it now")
         _print(made)
     elif args.action == "list":
         for k in _api(args, "GET", f"/v1/admin/tenants/{args.tenant}/keys"):
@@ -88,19 +82,18 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
         return 0
     body = {"tenant_id": args.tenant, "endpoint_id": args.endpoint, "event_type": args.type}
     done = _api(args, "POST", "/v1/admin/webhooks/dead-letter/replay", body)
-    _say(f"replayed {done['replayed']} deliveries")
+    say(f"replayed {done['replayed']} deliveries")
     return 0
 
 
 def cmd_mirror_rebuild(_args: argparse.Namespace) -> int:
-    from ops.cli import resolve_infra
-    from processors.mirror_rebuild import rebuild_mirror
+    from processors.usage.mirror_rebuild import rebuild_mirror
 
     settings = get_settings()
     infra = resolve_infra(settings)
     scoped = settings.model_copy(update={"kafka_bootstrap": infra.kafka_bootstrap,
                                          "cassandra_hosts": infra.cassandra_hosts})
-    rebuild_mirror(scoped, _say)
+    rebuild_mirror(scoped, say)
     return 0
 
 
@@ -108,7 +101,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     scripts = sorted(p.stem for p in (Path(__file__).parent / "bench").glob("*.py")
                      if p.stem not in ("__init__", "common"))
     if args.name not in scripts:
-        _say(f"unknown benchmark {args.name!r}; known: {', '.join(scripts)}")
+        say(f"unknown benchmark {args.name!r}; known: {', '.join(scripts)}")
         return 2
     return subprocess.call([sys.executable, "-m", f"ops.bench.{args.name}", *args.rest])
 

@@ -7,36 +7,26 @@ the same validation, the same audit path and the same idempotent close as the co
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
 import httpx
 
-from ops.admin_token import read_admin_token
-from ops.settings import get_settings
-
-
-def _say(message: str) -> None:
-    print(f"meterly: {message}", file=sys.stderr, flush=True)
+from ops.output import gateway_url, operator_headers, problem_detail, say
 
 
 def cmd_billing_close(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    base = (args.url or settings.public_base_url).rstrip("/")
-    headers = {"Authorization": f"Bearer {read_admin_token(settings)}"}
+    base, headers = gateway_url(args.url), operator_headers()
     body: dict[str, Any] = {"period": args.period}
     if args.tenant:
         body["tenant_ids"] = args.tenant
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         answer = client.post("/v1/admin/billing/close", json=body)
         if answer.status_code != 202:
-            problem = answer.json() if answer.headers.get("content-type", "").startswith(
-                "application/problem+json") else {"detail": answer.text}
-            _say(f"error {answer.status_code}: {problem.get('detail')}")
+            say(f"error {answer.status_code}: {problem_detail(answer)}")
             return 1
         invoices: dict[str, str] = answer.json()["invoices"]
-        _say(f"closing {args.period} for {len(invoices)} tenant(s)")
+        say(f"closing {args.period} for {len(invoices)} tenant(s)")
         if not args.wait:
             for tenant, invoice in sorted(invoices.items()):
                 print(f"{tenant}\t{invoice}")
@@ -60,7 +50,7 @@ def _wait(client: httpx.Client, invoices: dict[str, str], timeout: float) -> int
                     done[tenant] = answer.json()
                     del pending[tenant]
         if time.monotonic() - last_report > 2 or not pending:
-            _say(f"finalized {len(finalized)}/{len(invoices)}, "
+            say(f"finalized {len(finalized)}/{len(invoices)}, "
                  f"PDFs stored {len(done)}/{len(invoices)}")
             last_report = time.monotonic()
         if pending:
@@ -70,7 +60,7 @@ def _wait(client: httpx.Client, invoices: dict[str, str], timeout: float) -> int
         print(f"{tenant}\t{inv['id']}\t{inv['number']}\t{total['amount']} {total['currency']}")
     if pending:
         # A tenant without a plan in force during the period gets no invoice.
-        _say(f"no finalized invoice with its PDF after {timeout:.0f}s for: "
+        say(f"no finalized invoice with its PDF after {timeout:.0f}s for: "
              f"{', '.join(sorted(pending))} (a tenant without a plan in the period is not "
              "invoiced)")
         return 2

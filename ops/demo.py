@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -17,8 +16,7 @@ from typing import Any
 
 import httpx
 
-from ops.admin_token import read_admin_token
-from ops.settings import get_settings
+from ops.output import gateway_url, operator_headers, say
 
 PLANS: list[dict[str, Any]] = [
     {"name": "demo-starter", "currency": "EUR", "flat_fee": "19.00",
@@ -37,10 +35,6 @@ PLANS: list[dict[str, Any]] = [
 ]
 TENANTS = [("Acme Analytics", "demo-scale"), ("Globex Search", "demo-starter"),
            ("Initech Docs", "demo-starter")]
-
-
-def _say(message: str) -> None:
-    print(f"meterly: {message}", file=sys.stderr, flush=True)
 
 
 def _check(answer: httpx.Response) -> Any:
@@ -88,7 +82,7 @@ def traffic(base: str, tenants: list[tuple[str, str, str]], seconds: float) -> i
                 _check(client.post("/v1/events", json=batch))
                 sent += len(batch)
             if time.monotonic() - last > 5:
-                _say(f"{sent:,} events sent, {seconds - (time.monotonic() - began):.0f} s left")
+                say(f"{sent:,} events sent, {seconds - (time.monotonic() - began):.0f} s left")
                 last = time.monotonic()
             time.sleep(0.2)
     finally:
@@ -98,15 +92,13 @@ def traffic(base: str, tenants: list[tuple[str, str, str]], seconds: float) -> i
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    base = (args.url or settings.public_base_url).rstrip("/")
-    headers = {"Authorization": f"Bearer {read_admin_token(settings)}"}
+    base, headers = gateway_url(args.url), operator_headers()
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=30) as admin:
             tenants = seed(admin)
-            _say(f"created {len(PLANS)} plans and {len(tenants)} tenants with a key each")
+            say(f"created {len(PLANS)} plans and {len(tenants)} tenants with a key each")
             sent = traffic(base, tenants, args.seconds)
-            _say(f"sent {sent:,} events; waiting for the counters")
+            say(f"sent {sent:,} events; waiting for the counters")
             time.sleep(2)
             for tenant_id, name, key in tenants:
                 upcoming = httpx.get(f"{base}/v1/invoices/upcoming", timeout=30,
@@ -115,7 +107,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"{name}\t{tenant_id}\tkey {key}\tupcoming invoice "
                       f"{total.get('amount', '?')} {total.get('currency', '')}")
     except httpx.TransportError as exc:
-        _say(f"cannot reach Meterly at {base} ({exc}); start it with `meterly run`")
+        say(f"cannot reach Meterly at {base} ({exc}); start it with `meterly run`")
         return 1
     return 0
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ops.settings import Settings, get_settings
+from processors.runtime.settings import Settings, get_settings
 
 Verdict = Literal["ok", "warn", "fail"]
 GIB = 1 << 30

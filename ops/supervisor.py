@@ -13,9 +13,14 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+
+from ops.provision import Infra
+from ops.workers import WORKERS
+from processors.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +130,29 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.info("all processes stopped")
+
+
+def supervised_processes(settings: Settings, infra: Infra) -> list[ProcessSpec]:
+    """The gateway and every worker of ``ops.workers``, as ``meterly run`` starts them."""
+    env = {
+        "METERLY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        "METERLY_CASSANDRA_HOSTS": infra.cassandra_hosts,
+        "METERLY_HOME": str(settings.home),
+    }
+    specs = [ProcessSpec("gateway", [sys.executable, "-m", "ops.cli", "gateway"], env)]
+    for name in WORKERS:
+        # Counting workers get stable ids: each id is a transactional id and a static
+        # group member, so a restarted worker fences its predecessor at once.
+        count = {"counter": settings.counter_workers,
+                 "invoice-renderer": settings.renderer_workers,
+                 "webhook-dispatcher": settings.webhook_workers}.get(name, 1)
+        ids = [str(i) for i in range(1, count + 1)]
+        for i in ids:
+            worker_env = {**env, "METERLY_WORKER_ID": i}
+            if settings.metrics_port:
+                # One Prometheus port per worker, counted up from METERLY_METRICS_PORT.
+                worker_env["METERLY_METRICS_PORT"] = str(settings.metrics_port + len(specs))
+            specs.append(ProcessSpec(f"worker:{name}:{i}",
+                                     [sys.executable, "-m", "ops.cli", "worker", name],
+                                     worker_env))
+    return specs

@@ -1,4 +1,5 @@
-"""Plans as the API takes them, and their translation to the pricing engine's types.
+"""Plans as the API takes them and the admin topic keeps them (``PlanSpec``); the pricing
+engine reads them through ``processors.billing.core.plans.to_plan``.
 
 Amounts and quantities are decimals; send them as JSON strings ("0.008") to keep every digit
 (numbers work too, but pass through a float on some clients). The same JSON is kept on the
@@ -8,26 +9,11 @@ admin topic, so a plan version reads back exactly as it was created.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal, TypeVar
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from processors.money import Money
-from processors.pricing import (
-    Graduated,
-    MeterPrice,
-    Package,
-    PerUnit,
-    Plan,
-    PlanError,
-    PriceModel,
-    Tier,
-    Volume,
-)
-from schemas.cloudevents import METER_PATTERN
-
 ZERO = Decimal(0)
-T = TypeVar("T")
 
 
 class _Strict(BaseModel):
@@ -63,38 +49,3 @@ class PlanSpec(_Strict):
 class PlanPublic(PlanSpec):
     version: int
     created_at: str
-
-
-def _need(meter: str, spec: PriceSpec, value: T | None, name: str) -> T:
-    if value is None:
-        raise PlanError(f"{meter}: a {spec.model} price needs {name}")
-    return value
-
-
-def _model(meter: str, spec: PriceSpec) -> PriceModel:
-    if spec.model == "per_unit":
-        return PerUnit(_need(meter, spec, spec.unit_price, "unit_price"))
-    if spec.model == "package":
-        return Package(_need(meter, spec, spec.package_size, "package_size"),
-                       _need(meter, spec, spec.package_price, "package_price"))
-    tiers = tuple(Tier(t.up_to, t.unit_price, t.flat_fee)
-                  for t in _need(meter, spec, spec.tiers, "tiers"))
-    return Graduated(tiers) if spec.model == "graduated" else Volume(tiers)
-
-
-def to_plan(spec: PlanSpec, version: int) -> Plan:
-    """The pricing engine's plan; raises ``PlanError`` naming what to fix."""
-    try:
-        Money(ZERO, spec.currency)
-    except ValueError as exc:
-        raise PlanError(str(exc)) from None
-    prices = {}
-    for meter, price in spec.prices.items():
-        if not METER_PATTERN.match(meter):
-            raise PlanError(f"{meter!r} is not a meter name (letters, digits, '.', '_', ':', '-')")
-        if price.limit is not None and price.limit <= ZERO:
-            raise PlanError(f"{meter}: a limit must be positive")
-        prices[meter] = MeterPrice(_model(meter, price), price.included, price.limit)
-    if spec.flat_fee < ZERO or spec.minimum_spend < ZERO:
-        raise PlanError("flat_fee and minimum_spend must not be negative")
-    return Plan(spec.name, version, spec.currency, prices, spec.flat_fee, spec.minimum_spend)

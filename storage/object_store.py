@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from ops.settings import Settings
 from storage import signed_links
 
 _KEY = re.compile(r"[A-Za-z0-9._/-]{1,1024}")
@@ -249,7 +248,25 @@ def put_all(store: ObjectStore, items: Sequence[tuple[str, bytes, str]],
             future.result()
 
 
-def open_object_store(settings: Settings, base_url: str, secret: bytes) -> ObjectStore:
+class StoreSettings(Protocol):
+    """The settings the store is chosen by (``Settings`` has them; storage imports no
+    settings module)."""
+
+    @property
+    def home(self) -> Path: ...
+    @property
+    def object_store_url(self) -> str | None: ...
+    @property
+    def s3_endpoint_url(self) -> str | None: ...
+    @property
+    def s3_access_key(self) -> str | None: ...
+    @property
+    def s3_secret_key(self) -> str | None: ...
+    @property
+    def s3_region(self) -> str: ...
+
+
+def open_object_store(settings: StoreSettings, base_url: str, secret: bytes) -> ObjectStore:
     """The store ``settings`` name: ``<home>/objects`` unless ``object_store_url`` is set.
 
     ``base_url`` is where the gateway serves ``/v1/files`` (local links); ``secret`` signs

@@ -14,6 +14,12 @@ import hmac
 _CONTEXT = b"meterly-file-link-v1\n"
 
 
+def link_secret(admin_token: str) -> bytes:
+    """The key that signs PDF download links, derived from the operator token: one secret
+    less to manage, and rotating the token also invalidates outstanding links."""
+    return hashlib.sha256(b"meterly-file-links\x00" + admin_token.encode()).digest()
+
+
 def _message(key: str, expires_at: int) -> bytes:
     # The integer goes first: it holds no newline, so the split between the two is unambiguous.
     return _CONTEXT + f"{expires_at}\n{key}".encode()

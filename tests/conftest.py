@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from cassandra.cluster import Session
 
-from ops.cli import prepare
-from ops.settings import Settings
+from ops.provision import prepare
+from processors.runtime.settings import Settings
 from storage.cassandra import connect
 from tests.infra import Infra, S3Endpoint, open_infra, open_s3
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ops.infra.stack import Component, LocalStack
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 
 
 class Infra(Protocol):

@@ -8,7 +8,7 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from processors.kafka_retry import with_retries
+from processors.kafka.retry import with_retries
 
 
 def new_topic(bootstrap: str, prefix: str, partitions: int = 1, replication: int = 1) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from ops.settings import Settings
 from ops.topics import ensure_topics
+from processors.runtime.settings import Settings
 from tests.usage_load import WorkerProcess, worker_env
 
 

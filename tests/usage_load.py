@@ -16,10 +16,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from ops.settings import Settings
-from processors.kafka_offsets import consumer_lag
-from processors.kafka_retry import with_retries
-from processors.periods import period_of_ms
+from processors.kafka.offsets import consumer_lag
+from processors.kafka.retry import with_retries
+from processors.runtime.settings import Settings
+from processors.usage.core.periods import period_of_ms
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
 from schemas.counter_changelog_v1 import CounterKey

@@ -18,12 +18,19 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from gateway.kafka_io import DeliveryFailed
 from gateway.metrics import INGEST_EVENTS, INGEST_REJECTIONS, rejection_reason
 from gateway.problems import ProblemError
-from gateway.runtime import CurrentTenant, IdempotentResponse, RuntimeDep, body_hash
-from processors.counting import identity_hash
-from processors.periods import AcceptanceWindow
+from gateway.quotas import quota_problem
+from gateway.runtime import (
+    CurrentTenant,
+    IdempotentResponse,
+    RuntimeDep,
+    body_hash,
+    correlation_id,
+)
+from processors.kafka.async_producer import DeliveryFailed
+from processors.usage.core.counting import identity_hash
+from processors.usage.core.periods import AcceptanceWindow
 from schemas.api_v1 import IngestResult, ResourceResponse
 from schemas.cloudevents import METER_PATTERN, EventRejected, to_usage_event
 from schemas.usage_v1 import UsageEvent
@@ -35,10 +42,6 @@ MAX_BODY = 1 << 20
 MAX_EVENTS = 1000
 BATCH_TYPES = ("application/json", "application/cloudevents-batch+json")
 SINGLE_TYPE = "application/cloudevents+json"
-
-
-def correlation_id(request: Request) -> str:
-    return request.headers.get("x-correlation-id") or uuid.uuid4().hex
 
 
 async def _read_body(request: Request) -> bytes:
@@ -177,7 +180,8 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
         receipts.append({"id": event.id, "status": "accepted", "reason": None})
     if accepted:
         # Hard limits refuse the whole request: nothing is accepted, nothing is half-done.
-        await runtime.quotas.check(tenant_id, {e.meter for e, _ in accepted})
+        if exceeded := await runtime.quotas.check(tenant_id, {e.meter for e, _ in accepted}):
+            raise quota_problem(exceeded, datetime.now(UTC))
         await _accept(runtime, tenant_id, [e for e, _ in accepted], cid)
         for _, identity in accepted:
             runtime.recent_ids.put(identity, True)
@@ -198,7 +202,8 @@ async def metered_resource(name: str, request: Request, tenant: CurrentTenant,
     if not METER_PATTERN.match(name):
         raise ProblemError(422, "invalid-meter", "Invalid meter name",
                            "a resource name may hold letters, digits, '.', '_', ':' and '-'")
-    await runtime.quotas.check(tenant.id, (name,))
+    if exceeded := await runtime.quotas.check(tenant.id, (name,)):
+        raise quota_problem(exceeded, datetime.now(UTC))
     INGEST_EVENTS.labels("accepted").inc()
     event = UsageEvent(id=uuid.uuid4().hex, source="meterly/gateway", meter=name,
                        time_ms=int(datetime.now(UTC).timestamp() * 1000), quantity=Decimal(1))

@@ -1,4 +1,4 @@
-"""Invoices: a tenant reads its own; the operator reads all, closes periods and voids.
+"""Invoices API (``gateway.services.invoices`` does the work).
 
 A tenant asking for another tenant's invoice gets 404, never 403: invoices are looked up
 inside the caller's partition, so there is nothing to leak. PDF downloads are expiring
@@ -7,84 +7,16 @@ links (signed by the gateway for the local store, presigned for S3).
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import logging
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
-from starlette.concurrency import run_in_threadpool
 
-from gateway.kafka_io import DeliveryFailed
-from gateway.problems import ProblemError
-from gateway.routes.ingest import correlation_id
-from gateway.runtime import CurrentTenant, Operator, Runtime, RuntimeDep
-from processors import invoice_messages
-from processors.billing_inputs import parse_time, seller_of
-from processors.invoice import InvoiceDocument, invoice_id
-from processors.period_close import compose_draft, late_periods
-from processors.periods import period_bounds, period_of
-from schemas import billing_v1, invoice_v1, webhooks_v1
+from gateway.runtime import CurrentTenant, Operator, RuntimeDep, correlation_id
+from gateway.services import invoices
 from schemas.api_v1 import CloseAccepted, CloseRequest, InvoicePage, InvoicePublic
-from schemas.topics import BILLING_COMMANDS, INVOICES, WEBHOOK_EVENTS
 
 router = APIRouter(tags=["invoices"])
-log = logging.getLogger(__name__)
-
-#: How long a PDF download link works.
-LINK_TTL = timedelta(minutes=15)
-
-
-def invoice_public(runtime: Runtime, doc: InvoiceDocument) -> InvoicePublic:
-    body = invoice_v1.to_dict(doc)
-    if doc.pdf_key:
-        body["pdf_url"] = runtime.objects.link(doc.pdf_key, LINK_TTL)
-    return InvoicePublic.model_validate(body)
-
-
-async def invoice_or_404(runtime: Runtime, tenant_id: str, inv_id: str) -> InvoiceDocument:
-    doc = await run_in_threadpool(runtime.invoices.get, tenant_id, inv_id)
-    if doc is None:
-        raise ProblemError(404, "invoice-not-found", "Invoice not found",
-                           f"no invoice {inv_id} for tenant {tenant_id}")
-    return doc
-
-
-async def _tenant_invoices(runtime: Runtime, tenant_id: str) -> list[InvoicePublic]:
-    docs = await run_in_threadpool(runtime.invoices.for_tenant, tenant_id)
-    return [invoice_public(runtime, d) for d in reversed(docs)]
-
-
-def _pdf_redirect(runtime: Runtime, doc: InvoiceDocument) -> RedirectResponse:
-    if doc.pdf_key is None:
-        raise ProblemError(409, "pdf-not-ready", "PDF not ready",
-                           f"invoice {doc.id} has no PDF yet (drafts have none; a finalized "
-                           "invoice gets one within seconds)", headers={"Retry-After": "2"})
-    return RedirectResponse(runtime.objects.link(doc.pdf_key, LINK_TTL), status_code=307)
-
-
-async def _upcoming(runtime: Runtime, tenant_id: str) -> InvoicePublic:
-    """The current period priced as it stands: a draft that is never stored or numbered."""
-    now = datetime.now(UTC)
-    period = period_of(now)
-    history = await run_in_threadpool(runtime.invoices.for_tenant, tenant_id)
-    if any(d.period == period and d.status != "draft" for d in history):
-        raise ProblemError(404, "no-upcoming-invoice", "No upcoming invoice",
-                           f"period {period} was already invoiced (closed on demand); usage "
-                           "from now on is billed as late usage on the next invoice")
-    keys = [(tenant_id, p) for p in (period, *late_periods(history, period))]
-    counted = await run_in_threadpool(runtime.usage.read_many, keys)
-    settings = runtime.settings
-    draft = compose_draft(runtime.admin, seller_of(settings), settings.payment_terms_days,
-                          billing_v1.CloseCommand(tenant_id, period), history,
-                          {p: c for (_t, p), c in zip(keys, counted, strict=True)}, now)
-    if isinstance(draft, str):
-        raise ProblemError(404, "no-upcoming-invoice", "No upcoming invoice",
-                           f"tenant {tenant_id}: {draft}")
-    return invoice_public(runtime, draft)
 
 
 # ---- tenant -------------------------------------------------------------------------------
@@ -93,25 +25,27 @@ async def _upcoming(runtime: Runtime, tenant_id: str) -> InvoicePublic:
 @router.get("/v1/invoices/upcoming", response_model=InvoicePublic)
 async def my_upcoming_invoice(tenant: CurrentTenant, runtime: RuntimeDep) -> InvoicePublic:
     """The current period's invoice so far (a preview: a draft, not stored, no number)."""
-    return await _upcoming(runtime, tenant.id)
+    return await invoices.upcoming(runtime, tenant.id)
 
 
 @router.get("/v1/invoices", response_model=list[InvoicePublic])
 async def my_invoices(tenant: CurrentTenant, runtime: RuntimeDep) -> list[InvoicePublic]:
     """The calling tenant's invoices, newest period first."""
-    return await _tenant_invoices(runtime, tenant.id)
+    return await invoices.tenant_invoices(runtime, tenant.id)
 
 
 @router.get("/v1/invoices/{inv_id}", response_model=InvoicePublic)
 async def my_invoice(inv_id: str, tenant: CurrentTenant, runtime: RuntimeDep) -> InvoicePublic:
-    return invoice_public(runtime, await invoice_or_404(runtime, tenant.id, inv_id))
+    return invoices.invoice_public(runtime,
+                                   await invoices.invoice_or_404(runtime, tenant.id, inv_id))
 
 
 @router.get("/v1/invoices/{inv_id}/pdf", response_class=RedirectResponse, status_code=307)
 async def my_invoice_pdf(inv_id: str, tenant: CurrentTenant,
                          runtime: RuntimeDep) -> RedirectResponse:
     """Redirects to an expiring download link of the invoice's PDF."""
-    return _pdf_redirect(runtime, await invoice_or_404(runtime, tenant.id, inv_id))
+    return invoices.pdf_redirect(runtime,
+                                 await invoices.invoice_or_404(runtime, tenant.id, inv_id))
 
 
 # ---- operator -----------------------------------------------------------------------------
@@ -122,49 +56,7 @@ async def close_period(body: CloseRequest, request: Request, runtime: RuntimeDep
                        _: Operator) -> CloseAccepted:
     """Close a period now for some or all tenants. Closing is idempotent: a tenant's invoice
     for a period has one id, and a finalized invoice is never changed."""
-    try:
-        start, end = period_bounds(body.period)
-    except ValueError as exc:
-        raise ProblemError(422, "invalid-period", "Invalid period", str(exc)) from None
-    if start > datetime.now(UTC):
-        raise ProblemError(422, "invalid-period", "Invalid period",
-                           f"period {body.period} has not started")
-    if body.tenant_ids is None:
-        tenant_ids = sorted(
-            t for t, sub in runtime.admin.subscriptions.items()
-            if any(parse_time(a.effective_from) < end for a in sub.assignments))
-    else:
-        unknown = [t for t in body.tenant_ids if t not in runtime.admin.tenants]
-        if unknown:
-            raise ProblemError(404, "tenant-not-found", "Tenant not found",
-                               f"no tenant with id {', '.join(unknown)}")
-        tenant_ids = list(dict.fromkeys(body.tenant_ids))
-    topic = BILLING_COMMANDS.full_name(runtime.settings.topic_prefix)
-    cid = correlation_id(request)
-    try:
-        await asyncio.gather(*(
-            runtime.producer.send(
-                topic, billing_v1.encode(billing_v1.CloseCommand(t, body.period, "operator")),
-                key=t.encode(), headers=[("correlation-id", cid.encode())])
-            for t in tenant_ids))
-    except DeliveryFailed as exc:
-        raise ProblemError(503, "billing-unavailable", "Billing unavailable",
-                           f"Kafka did not take the close request ({exc}); retry it",
-                           headers={"Retry-After": "1"}) from None
-    log.info("period close requested", extra={"correlation_id": cid, "period": body.period,
-                                              "tenants": len(tenant_ids)})
-    return CloseAccepted(period=body.period,
-                         invoices={t: invoice_id(t, body.period) for t in tenant_ids})
-
-
-def _cursor(text: str | None) -> bytes | None:
-    if not text:
-        return None
-    try:
-        return base64.urlsafe_b64decode(text.encode())
-    except (binascii.Error, ValueError):
-        raise ProblemError(422, "invalid-cursor", "Invalid cursor",
-                           "pass next_cursor from the previous page unchanged") from None
+    return await invoices.close_period(runtime, body, correlation_id(request))
 
 
 @router.get("/v1/admin/invoices", response_model=InvoicePage)
@@ -174,34 +66,34 @@ async def all_invoices(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> InvoicePage:
     """Every tenant's invoices, a page at a time (storage order)."""
-    docs, state = await run_in_threadpool(runtime.invoices.page, limit, _cursor(cursor))
-    return InvoicePage(data=[invoice_public(runtime, d) for d in docs],
-                       next_cursor=base64.urlsafe_b64encode(state).decode() if state else None)
+    return await invoices.all_invoices(runtime, limit, cursor)
 
 
 @router.get("/v1/admin/tenants/{tenant_id}/invoices", response_model=list[InvoicePublic])
 async def tenant_invoices(tenant_id: str, runtime: RuntimeDep,
                           _: Operator) -> list[InvoicePublic]:
-    return await _tenant_invoices(runtime, tenant_id)
+    return await invoices.tenant_invoices(runtime, tenant_id)
 
 
 @router.get("/v1/admin/tenants/{tenant_id}/invoices/upcoming", response_model=InvoicePublic)
 async def tenant_upcoming_invoice(tenant_id: str, runtime: RuntimeDep,
                                   _: Operator) -> InvoicePublic:
-    return await _upcoming(runtime, tenant_id)
+    return await invoices.upcoming(runtime, tenant_id)
 
 
 @router.get("/v1/admin/tenants/{tenant_id}/invoices/{inv_id}", response_model=InvoicePublic)
 async def tenant_invoice(tenant_id: str, inv_id: str, runtime: RuntimeDep,
                          _: Operator) -> InvoicePublic:
-    return invoice_public(runtime, await invoice_or_404(runtime, tenant_id, inv_id))
+    return invoices.invoice_public(runtime,
+                                   await invoices.invoice_or_404(runtime, tenant_id, inv_id))
 
 
 @router.get("/v1/admin/tenants/{tenant_id}/invoices/{inv_id}/pdf",
             response_class=RedirectResponse, status_code=307)
 async def tenant_invoice_pdf(tenant_id: str, inv_id: str, runtime: RuntimeDep,
                              _: Operator) -> RedirectResponse:
-    return _pdf_redirect(runtime, await invoice_or_404(runtime, tenant_id, inv_id))
+    return invoices.pdf_redirect(runtime,
+                                 await invoices.invoice_or_404(runtime, tenant_id, inv_id))
 
 
 @router.post("/v1/admin/tenants/{tenant_id}/invoices/{inv_id}/void",
@@ -209,17 +101,4 @@ async def tenant_invoice_pdf(tenant_id: str, inv_id: str, runtime: RuntimeDep,
 async def void_invoice(tenant_id: str, inv_id: str, runtime: RuntimeDep,
                        _: Operator) -> InvoicePublic:
     """Void a finalized invoice: its number stays taken, its credits become spendable again."""
-    doc = await invoice_or_404(runtime, tenant_id, inv_id)
-    if doc.status == "draft":
-        raise ProblemError(409, "invoice-not-finalized", "Invoice not finalized",
-                           "a draft cannot be voided; it is replaced when the period closes")
-    if doc.status == "finalized":
-        await run_in_threadpool(runtime.invoices.void, tenant_id, inv_id, datetime.now(UTC))
-        doc = await invoice_or_404(runtime, tenant_id, inv_id)
-        await runtime.producer.send(
-            INVOICES.full_name(runtime.settings.topic_prefix),
-            invoice_v1.encode_event(invoice_v1.VOIDED, doc), key=tenant_id.encode())
-        await runtime.producer.send(
-            WEBHOOK_EVENTS.full_name(runtime.settings.topic_prefix),
-            webhooks_v1.encode_message(invoice_messages.voided(doc)), key=tenant_id.encode())
-    return invoice_public(runtime, doc)
+    return await invoices.void_invoice(runtime, tenant_id, inv_id)

@@ -1,4 +1,5 @@
-"""Webhook endpoints, their delivery log, replays and the dead-letter topic (operator API).
+"""Operator API: webhook endpoints, their delivery log, replays and the dead-letter topic
+(``gateway.services.webhooks`` does the work).
 
 An endpoint's signing secret (``whsec_...``) is returned once, when the endpoint is created
 or its secret rotated. During a rotation both secrets sign every delivery, so receivers can
@@ -7,27 +8,12 @@ switch at their own pace.
 
 from __future__ import annotations
 
-import logging
-import secrets
-import time
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
-from gateway.admin_view import now_text, time_text
-from gateway.kafka_io import DeliveryFailed
-from gateway.problems import ProblemError
-from gateway.runtime import Operator, Runtime, RuntimeDep, tenant_or_404
-from processors.billing_inputs import parse_time
-from processors.webhook_signing import new_secret
-from processors.webhook_ssrf import UrlRefused, check_url, parse_networks
-from schemas import webhooks_v1
-from schemas.admin_v1 import SigningSecret, WebhookEndpoint
+from gateway.runtime import Operator, RuntimeDep
+from gateway.services import webhooks
 from schemas.api_v1 import (
     DeadLetterPublic,
     DeadLetterReplay,
@@ -39,95 +25,27 @@ from schemas.api_v1 import (
     WebhookPublic,
     WebhookUpdate,
 )
-from schemas.topics import WEBHOOK_DEAD_LETTER, WEBHOOK_RETRIES
-from schemas.webhooks_v1 import EVENT_TYPES, Delivery, Message
 
 router = APIRouter(prefix="/v1/admin", tags=["webhooks"])
-log = logging.getLogger(__name__)
-
-
-
-def _endpoint(runtime: Runtime, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = runtime.admin.webhooks.get(endpoint_id)
-    if endpoint is None or endpoint.tenant_id != tenant_id or endpoint.deleted:
-        raise ProblemError(404, "webhook-not-found", "Webhook endpoint not found",
-                           f"tenant {tenant_id} has no webhook endpoint {endpoint_id}")
-    return endpoint
-
-
-async def _checked_url(runtime: Runtime, url: str) -> str:
-    """Refuse a URL that is not http(s) or resolves to a non-public address. A host that
-    does not resolve yet is accepted (its DNS may come later): the dispatcher resolves it
-    through the same guard on every delivery, so it can never reach a refused address."""
-    allow = parse_networks(runtime.settings.webhook_allow_networks)
-    try:
-        await run_in_threadpool(check_url, url, allow)
-    except UrlRefused as exc:
-        raise ProblemError(422, "webhook-url-refused", "Webhook URL refused", str(exc)) from None
-    except OSError as exc:
-        log.info("webhook host does not resolve yet; accepted", extra={"url": url,
-                                                                       "error": str(exc)})
-    return url
-
-
-def _event_types(types: list[str] | None) -> tuple[str, ...]:
-    chosen = tuple(dict.fromkeys(types)) if types else EVENT_TYPES
-    unknown = [t for t in chosen if t not in EVENT_TYPES]
-    if unknown:
-        raise ProblemError(422, "unknown-event-type", "Unknown event type",
-                           f"{', '.join(unknown)}: the event types are {', '.join(EVENT_TYPES)}")
-    return chosen
-
-
-async def webhook_public(runtime: Runtime, endpoint: WebhookEndpoint) -> WebhookPublic:
-    health = await run_in_threadpool(runtime.webhooks.health, endpoint.id)
-    now = time.time()
-    live = [s for s in endpoint.secrets
-            if s.expires_at is None or parse_time(s.expires_at).timestamp() > now]
-    return WebhookPublic(
-        id=endpoint.id, tenant_id=endpoint.tenant_id, url=endpoint.url,
-        event_types=list(endpoint.event_types), enabled=endpoint.enabled,
-        description=endpoint.description, disabled_reason=endpoint.disabled_reason,
-        secrets_in_use=len(live), created_at=endpoint.created_at,
-        updated_at=endpoint.updated_at,
-        failing_since=_text(health["failing_since"]),
-        last_success_at=_text(health["last_success_at"]),
-        last_failure_at=_text(health["last_failure_at"]))
-
-
-def _text(moment: datetime | None) -> str | None:
-    return None if moment is None else time_text(moment)
 
 
 @router.post("/tenants/{tenant_id}/webhooks", status_code=201, response_model=WebhookCreated)
 async def create_webhook(tenant_id: str, body: WebhookCreate, runtime: RuntimeDep,
                          _: Operator) -> WebhookCreated:
     """Add an endpoint; the answer holds its signing secret, shown this once."""
-    tenant_or_404(runtime, tenant_id)
-    url = await _checked_url(runtime, str(body.url))
-    now = now_text()
-    secret = new_secret()
-    endpoint = WebhookEndpoint(
-        id=f"we_{secrets.token_hex(8)}", tenant_id=tenant_id, url=url,
-        event_types=_event_types(body.event_types), secrets=(SigningSecret(secret),),
-        created_at=now, updated_at=now, enabled=body.enabled, description=body.description)
-    await runtime.admin.publish(endpoint)
-    public = await webhook_public(runtime, endpoint)
-    return WebhookCreated(**public.model_dump(), secret=secret)
+    return await webhooks.create_webhook(runtime, tenant_id, body)
 
 
 @router.get("/tenants/{tenant_id}/webhooks", response_model=list[WebhookPublic])
 async def list_webhooks(tenant_id: str, runtime: RuntimeDep,
                         _: Operator) -> list[WebhookPublic]:
-    tenant_or_404(runtime, tenant_id)
-    endpoints = sorted(runtime.admin.endpoints_of(tenant_id), key=lambda e: e.created_at)
-    return [await webhook_public(runtime, e) for e in endpoints]
+    return await webhooks.list_webhooks(runtime, tenant_id)
 
 
 @router.get("/tenants/{tenant_id}/webhooks/{endpoint_id}", response_model=WebhookPublic)
 async def get_webhook(tenant_id: str, endpoint_id: str, runtime: RuntimeDep,
                       _: Operator) -> WebhookPublic:
-    return await webhook_public(runtime, _endpoint(runtime, tenant_id, endpoint_id))
+    return await webhooks.get_webhook(runtime, tenant_id, endpoint_id)
 
 
 @router.patch("/tenants/{tenant_id}/webhooks/{endpoint_id}", response_model=WebhookPublic)
@@ -135,29 +53,13 @@ async def update_webhook(tenant_id: str, endpoint_id: str, body: WebhookUpdate,
                          runtime: RuntimeDep, _: Operator) -> WebhookPublic:
     """Change the URL, event types, description, or enable/disable the endpoint. Enabling
     clears the reason Meterly disabled it."""
-    endpoint = _endpoint(runtime, tenant_id, endpoint_id)
-    changes: dict[str, object] = {}
-    if body.url is not None:
-        changes["url"] = await _checked_url(runtime, str(body.url))
-    if body.event_types is not None:
-        changes["event_types"] = _event_types(body.event_types)
-    if body.description is not None:
-        changes["description"] = body.description
-    if body.enabled is not None:
-        changes["enabled"] = body.enabled
-        if body.enabled:
-            changes["disabled_reason"] = None
-    updated = replace(endpoint, **changes, updated_at=now_text())  # type: ignore[arg-type]
-    await runtime.admin.publish(updated)
-    return await webhook_public(runtime, updated)
+    return await webhooks.update_webhook(runtime, tenant_id, endpoint_id, body)
 
 
 @router.delete("/tenants/{tenant_id}/webhooks/{endpoint_id}", status_code=204)
 async def delete_webhook(tenant_id: str, endpoint_id: str, runtime: RuntimeDep,
                          _: Operator) -> None:
-    endpoint = _endpoint(runtime, tenant_id, endpoint_id)
-    await runtime.admin.publish(replace(endpoint, deleted=True, enabled=False,
-                                        updated_at=now_text()))
+    await webhooks.delete_webhook(runtime, tenant_id, endpoint_id)
 
 
 @router.post("/tenants/{tenant_id}/webhooks/{endpoint_id}/rotate-secret", status_code=201,
@@ -165,17 +67,7 @@ async def delete_webhook(tenant_id: str, endpoint_id: str, runtime: RuntimeDep,
 async def rotate_secret(tenant_id: str, endpoint_id: str, body: SecretRotate,
                         runtime: RuntimeDep, _: Operator) -> WebhookCreated:
     """A new signing secret (shown once); the old ones keep signing for ``overlap_seconds``."""
-    endpoint = _endpoint(runtime, tenant_id, endpoint_id)
-    now = datetime.now(UTC)
-    until = time_text(now + timedelta(seconds=body.overlap_seconds))
-    kept = tuple(
-        SigningSecret(s.secret, s.expires_at or until) for s in endpoint.secrets
-        if s.expires_at is None or parse_time(s.expires_at) > now)
-    secret = new_secret()
-    updated = replace(endpoint, secrets=(SigningSecret(secret), *kept), updated_at=now_text())
-    await runtime.admin.publish(updated)
-    public = await webhook_public(runtime, updated)
-    return WebhookCreated(**public.model_dump(), secret=secret)
+    return await webhooks.rotate_secret(runtime, tenant_id, endpoint_id, body)
 
 
 @router.get("/tenants/{tenant_id}/webhooks/{endpoint_id}/deliveries",
@@ -185,28 +77,7 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryAttemptPublic]:
     """Every attempt to this endpoint, newest first: time, status code, latency, error."""
-    _endpoint(runtime, tenant_id, endpoint_id)
-    attempts = await run_in_threadpool(runtime.webhooks.attempts, tenant_id, endpoint_id, limit)
-    return [DeliveryAttemptPublic(
-        message_id=a.message_id, event_type=a.event_type, attempt=a.attempt,
-        attempted_at=time_text(a.attempted_at), outcome=a.outcome,  # type: ignore[arg-type]
-        status_code=a.status_code,
-        latency_ms=a.latency_ms, error=a.error) for a in attempts]
-
-
-async def _redeliver(runtime: Runtime, deliveries: list[Delivery]) -> None:
-    """Send deliveries again from their first attempt, due now (the first retry topic)."""
-    topic = WEBHOOK_RETRIES[0].full_name(runtime.settings.topic_prefix)
-    now_ms = int(time.time() * 1000)
-    try:
-        for d in deliveries:
-            fresh = replace(d, attempts=0, due_ms=now_ms, last_error=None)
-            await runtime.producer.send(topic, webhooks_v1.encode_delivery(fresh),
-                                        key=d.endpoint_id.encode())
-    except DeliveryFailed as exc:
-        raise ProblemError(503, "webhooks-unavailable", "Webhooks unavailable",
-                           f"Kafka did not take the replay ({exc}); retry it",
-                           headers={"Retry-After": "1"}) from None
+    return await webhooks.list_deliveries(runtime, tenant_id, endpoint_id, limit)
 
 
 @router.post("/tenants/{tenant_id}/webhooks/{endpoint_id}/deliveries/{message_id}/replay",
@@ -214,55 +85,7 @@ async def _redeliver(runtime: Runtime, deliveries: list[Delivery]) -> None:
 async def replay_delivery(tenant_id: str, endpoint_id: str, message_id: str,
                           runtime: RuntimeDep, _: Operator) -> ReplayResult:
     """Send one message to this endpoint again (same ``webhook-id``, a new attempt series)."""
-    endpoint = _endpoint(runtime, tenant_id, endpoint_id)
-    found = await run_in_threadpool(runtime.webhooks.message, tenant_id, message_id)
-    if found is None:
-        raise ProblemError(404, "message-not-found", "Message not found",
-                           f"tenant {tenant_id} was never sent message {message_id}")
-    event_type, body = found
-    doc = orjson.loads(body)
-    message = Message(message_id, event_type, tenant_id, doc["timestamp"], doc["data"])
-    await _redeliver(runtime, [Delivery(message, endpoint.id, 0, 0)])
-    return ReplayResult(replayed=1)
-
-
-def _read_dead_letters(runtime: Runtime, limit: int | None) -> list[Delivery]:
-    assert runtime.settings.kafka_bootstrap
-    topic = WEBHOOK_DEAD_LETTER.full_name(runtime.settings.topic_prefix)
-    consumer = Consumer({"bootstrap.servers": runtime.settings.kafka_bootstrap,
-                         "group.id": "meterly-dead-letter-reader-unused",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in partitions}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions
-                         if ends[p] > 0])
-        remaining = {p for p, end in ends.items() if end > 0}
-        found: list[Delivery] = []
-        deadline = time.monotonic() + 30
-        while remaining and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            error, value, offset = msg.error(), msg.value(), msg.offset()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    remaining.discard(msg.partition())
-                continue
-            if value is not None:
-                found.append(webhooks_v1.decode_delivery(value))
-            if offset is not None and offset + 1 >= ends[msg.partition()]:
-                remaining.discard(msg.partition())
-        return found[-limit:] if limit else found
-    finally:
-        consumer.close()
-
-
-def _matches(d: Delivery, body: DeadLetterReplay) -> bool:
-    return ((body.tenant_id is None or d.message.tenant_id == body.tenant_id)
-            and (body.endpoint_id is None or d.endpoint_id == body.endpoint_id)
-            and (body.event_type is None or d.message.type == body.event_type))
+    return await webhooks.replay_delivery(runtime, tenant_id, endpoint_id, message_id)
 
 
 @router.get("/webhooks/dead-letter", response_model=list[DeadLetterPublic])
@@ -271,11 +94,7 @@ async def list_dead_letters(runtime: RuntimeDep, _: Operator,
                             ) -> list[DeadLetterPublic]:
     """The newest dead-lettered deliveries (the last attempt failed, or the endpoint was
     disabled)."""
-    found = await run_in_threadpool(_read_dead_letters, runtime, limit)
-    return [DeadLetterPublic(
-        message_id=d.message.id, event_type=d.message.type, tenant_id=d.message.tenant_id,
-        endpoint_id=d.endpoint_id, attempts=d.attempts, last_error=d.last_error)
-        for d in reversed(found)]
+    return await webhooks.list_dead_letters(runtime, limit)
 
 
 @router.post("/webhooks/dead-letter/replay", status_code=202, response_model=ReplayResult)
@@ -283,8 +102,4 @@ async def replay_dead_letters(body: DeadLetterReplay, runtime: RuntimeDep,
                               _: Operator) -> ReplayResult:
     """Send dead-lettered deliveries again, all of them or those matching the filters. A
     receiver may see a message twice (the same ``webhook-id``), never zero times."""
-    found = await run_in_threadpool(_read_dead_letters, runtime, None)
-    chosen = list({(d.message.id, d.endpoint_id): d for d in found if _matches(d, body)}
-                  .values())
-    await _redeliver(runtime, chosen)
-    return ReplayResult(replayed=len(chosen))
+    return await webhooks.replay_dead_letters(runtime, body)

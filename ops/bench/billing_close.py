@@ -31,17 +31,19 @@ from cassandra.concurrent import execute_concurrent_with_args
 from confluent_kafka import Producer
 
 from ops.bench.common import cpu_seconds, free_port, jvm_pids
-from ops.cli import prepare
-from ops.settings import get_settings
+from ops.provision import prepare
 from ops.topics import ensure_topics
-from processors.invoice import BillingParty, Party, PlanAssignment, compose_invoice
-from processors.invoice_pdf import render_invoice_pdf
-from processors.periods import period_bounds
-from schemas import admin_v1, invoice_v1
-from schemas.plans_v1 import PlanSpec, to_plan
+from processors.billing import invoice_codec
+from processors.billing.core.invoice import BillingParty, Party, PlanAssignment, compose_invoice
+from processors.billing.core.invoice_pdf import render_invoice_pdf
+from processors.billing.core.plans import to_plan
+from processors.runtime.settings import get_settings
+from processors.usage.core.periods import period_bounds
+from processors.usage.mirror_table import UsageTable
+from schemas import admin_v1
+from schemas.plans_v1 import PlanSpec
 from schemas.topics import ADMIN, ALL_TOPICS
 from storage.cassandra import connect
-from storage.usage_mirror import UsageTable
 
 PERIOD = "2026-10"
 PLAN = {
@@ -117,7 +119,7 @@ def baselines(session: object, keyspace: str, tenants: int) -> tuple[float, floa
                           {"api.calls": Decimal(123_456), "storage.gb": Decimal("42.5"),
                            "tokens": Decimal(500_000)}, start + timedelta(days=32))
     assert doc is not None
-    body = invoice_v1.encode(doc).decode()
+    body = invoice_codec.encode(doc).decode()
     insert = session.prepare(  # type: ignore[attr-defined]
         f"INSERT INTO {keyspace}.invoices (tenant_id, id, document) VALUES (?, ?, ?)")
     began = time.perf_counter()

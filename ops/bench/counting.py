@@ -27,10 +27,10 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ops.infra.process import resident_bytes
-from ops.settings import get_settings
 from ops.topics import ensure_topics
-from processors.kafka_offsets import consumer_lag
-from processors.usage_counter import GROUP
+from processors.kafka.offsets import consumer_lag
+from processors.runtime.settings import get_settings
+from processors.usage.counter import GROUP
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
 from schemas.topics import COUNTER_CHANGELOG, USAGE

@@ -25,9 +25,9 @@ import time
 import httpx
 
 from ops.bench.common import free_port, tenant_key, wait_healthy
-from ops.cli import prepare
-from ops.settings import get_settings
+from ops.provision import prepare
 from ops.topics import ensure_topics
+from processors.runtime.settings import get_settings
 from schemas.topics import ALL_TOPICS
 
 

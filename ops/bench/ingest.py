@@ -29,8 +29,8 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from ops.bench.common import free_port, tenant_key, wait_healthy
-from ops.settings import get_settings
 from ops.topics import ensure_topics
+from processors.runtime.settings import get_settings
 from schemas import usage_v1
 from schemas.topics import ALL_TOPICS, USAGE
 from schemas.usage_v1 import UsageEvent, UsageRecord
@@ -117,7 +117,7 @@ def main() -> None:
                "METERLY_HOME": tmp, "METERLY_ADMIN_TOKEN": token, "METERLY_PORT": str(port),
                "METERLY_GATEWAY_PROCESSES": str(args.processes),
                "METERLY_RATE_LIMIT_PER_SECOND": "100000000"}
-        from ops.cli import prepare
+        from ops.provision import prepare
 
         prepare(settings.model_copy(update={"topic_prefix": prefix}), bootstrap, cassandra)
         gateway = subprocess.Popen([sys.executable, "-m", "ops.cli", "gateway"], env=env,

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from fpdf import FPDF
 
-from processors.invoice import (
+from processors.billing.core.invoice import (
     BillingParty,
     Credit,
     InvoiceDocument,
@@ -34,9 +34,9 @@ from processors.invoice import (
     compose_invoice,
     format_number,
 )
-from processors.invoice_pdf import render_invoice_pdf
-from processors.money import Money
-from processors.pricing import Graduated, MeterPrice, Package, PerUnit, Plan, Tier
+from processors.billing.core.invoice_pdf import render_invoice_pdf
+from processors.billing.core.money import Money
+from processors.billing.core.pricing import Graduated, MeterPrice, Package, PerUnit, Plan, Tier
 
 TARGET = 500.0
 D = Decimal

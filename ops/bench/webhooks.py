@@ -32,10 +32,10 @@ import aiohttp
 from confluent_kafka import Producer
 
 from ops.bench.common import cpu_seconds, free_port, jvm_pids
-from ops.cli import prepare
-from ops.settings import get_settings
+from ops.provision import prepare
 from ops.topics import ensure_topics
-from processors.webhook_signing import new_secret
+from processors.runtime.settings import get_settings
+from processors.webhooks.core.signing import new_secret
 from schemas import admin_v1, webhooks_v1
 from schemas.topics import ADMIN, ALL_TOPICS, WEBHOOK_EVENTS
 from storage.cassandra import connect

@@ -24,8 +24,8 @@ import pytest
 from pypdf import PdfReader
 
 from gateway.quotas import CACHE_SECONDS
-from ops.settings import Settings
-from processors.periods import period_bounds, period_of
+from processors.runtime.settings import Settings
+from processors.usage.core.periods import period_bounds, period_of
 from tests.stack import (
     BILLING_WORKERS,
     CORE_WORKERS,

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from cassandra.cluster import Session
 
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from storage.cassandra import connect
 from storage.migrate import MigrationError, applied_versions, available, migrate
 from tests.infra import Infra

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from cassandra.cluster import Session
 
-from ops.cli import prepare
-from ops.settings import Settings
-from processors.periods import period_of
-from storage.usage_mirror import UsageTable
+from ops.provision import prepare
+from processors.runtime.settings import Settings
+from processors.usage.core.periods import period_of
+from processors.usage.mirror_table import UsageTable
 from tests.stack import Stack, env_without_meterly, start_stack, wait_for_usage
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from cassandra import ConsistencyLevel
 from cassandra.query import SimpleStatement
 
 from ops.infra.stack import LocalStack, Ports
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from storage.cassandra import connect
 from tests.infra import Infra
 from tests.kafka_helpers import new_topic, producer, read_all

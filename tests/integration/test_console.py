@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, Route, expect, sync_playwright
 
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from tests.stack import BILLING_WORKERS, CORE_WORKERS, Stack, start_stack, wait_until
 from tests.webhook_receiver import Receiver
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ops.settings import Settings
-from processors.periods import period_of
+from processors.runtime.settings import Settings
+from processors.usage.core.periods import period_of
 from tests.stack import (
     BILLING_WORKERS,
     CORE_WORKERS,

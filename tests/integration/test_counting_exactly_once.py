@@ -4,7 +4,7 @@ Each test writes 200,000 usage events (10 % duplicate identities) packed into re
 while counting workers are killed with SIGKILL at random moments and restarted. It then
 compares the committed counters in the changelog and in Cassandra with totals computed
 independently from the generated load. The steps named refer to the numbered exactly-once
-argument in ``processors/usage_counter.py``.
+argument in ``processors/usage/counter.py``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from ops.settings import Settings
 from ops.topics import ensure_topics
-from processors.usage_counter import GROUP
+from processors.runtime.settings import Settings
+from processors.usage.counter import GROUP
+from processors.usage.mirror_table import UsageTable
 from schemas.topics import COUNTER_CHANGELOG, USAGE
 from storage.cassandra import connect
-from storage.usage_mirror import UsageTable
 from tests.infra import Infra
 from tests.usage_load import (
     LoadProducer,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from ops.settings import Settings
 from ops.topics import ensure_topics
-from processors.periods import day_number, period_of_ms
-from processors.usage_counter import GROUP
+from processors.runtime.settings import Settings
+from processors.usage.core.periods import day_number, period_of_ms
+from processors.usage.counter import GROUP
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
 from schemas.topics import COUNTER_CHANGELOG, USAGE

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from tests.stack import Stack, start_stack, wait_for_usage
 
 pytestmark = pytest.mark.integration
@@ -262,7 +262,7 @@ def test_rate_limit_answers_429_with_headers(stack: Stack) -> None:
 
 
 def test_admin_changes_reach_cassandra(stack: Stack) -> None:
-    from storage.admin_tables import AdminTables
+    from processors.tenants.admin_tables import AdminTables
     from storage.cassandra import connect
 
     tenant, _key = stack.new_tenant("Mirrored")

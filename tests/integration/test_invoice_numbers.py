@@ -19,15 +19,21 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Session
 
-from ops.settings import Settings
 from ops.topics import ensure_topics
-from processors.invoice import BillingParty, Party, PlanAssignment, compose_invoice, invoice_id
-from processors.periods import period_bounds, period_of
-from processors.pricing import Plan
-from schemas import admin_v1, billing_v1
+from processors.billing.core.invoice import (
+    BillingParty,
+    Party,
+    PlanAssignment,
+    compose_invoice,
+    invoice_id,
+)
+from processors.billing.core.pricing import Plan
+from processors.billing.invoice_numbers import InvoiceNumbers
+from processors.billing.invoice_store import InvoiceStore
+from processors.runtime.settings import Settings
+from processors.usage.core.periods import period_bounds, period_of
+from schemas import admin_v1, billing_commands_v1
 from schemas.topics import ADMIN, BILLING_COMMANDS
-from storage.invoice_numbers import InvoiceNumbers
-from storage.invoices import InvoiceStore
 from tests.kafka_helpers import producer
 from tests.usage_load import WorkerProcess, worker_env
 
@@ -145,8 +151,8 @@ def test_two_billing_workers_close_concurrently_with_a_kill(
         time.sleep(8)  # both join the group before the commands arrive
         commands = BILLING_COMMANDS.full_name(prefix_topics)
         for index, tenant in enumerate(tenants):
-            admin_producer.produce(commands, billing_v1.encode(
-                billing_v1.CloseCommand(tenant, period, "operator")), key=tenant.encode())
+            admin_producer.produce(commands, billing_commands_v1.encode(
+                billing_commands_v1.CloseCommand(tenant, period, "operator")), key=tenant.encode())
             if index % 20 == 19:
                 admin_producer.flush(10)
                 time.sleep(0.05)

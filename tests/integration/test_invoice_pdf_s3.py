@@ -23,13 +23,13 @@ from botocore.config import Config
 from cassandra.cluster import Session
 from pypdf import PdfReader
 
-from ops.settings import Settings
-from processors.invoice import BillingParty, Party, PlanAssignment, compose_invoice
-from processors.invoice_renderer import pdf_key, render_and_store
-from processors.periods import period_bounds
-from processors.pricing import Graduated, MeterPrice, Plan, Tier
-from storage.invoice_numbers import InvoiceNumbers
-from storage.invoices import InvoiceStore
+from processors.billing.core.invoice import BillingParty, Party, PlanAssignment, compose_invoice
+from processors.billing.core.pricing import Graduated, MeterPrice, Plan, Tier
+from processors.billing.invoice_numbers import InvoiceNumbers
+from processors.billing.invoice_store import InvoiceStore
+from processors.billing.renderer import pdf_key, render_and_store
+from processors.runtime.settings import Settings
+from processors.usage.core.periods import period_bounds
 from storage.object_store import S3ObjectStore
 from tests.infra import S3Endpoint
 

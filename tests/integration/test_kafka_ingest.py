@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Producer
 
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from schemas.topics import INGEST, INGEST_DEAD_LETTER
 from tests.kafka_helpers import read_all_records_with_headers
 from tests.stack import Stack, start_stack, wait_for_usage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from tests.infra import Infra
 from tests.kafka_helpers import new_topic, producer, read_all
 

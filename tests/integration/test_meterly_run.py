@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

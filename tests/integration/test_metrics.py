@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from tests.stack import (
     BILLING_WORKERS,
     CORE_WORKERS,

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from gateway.problems import install
 from gateway.routes import files
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from storage.object_store import (
     LocalObjectStore,
     ObjectNotFoundError,

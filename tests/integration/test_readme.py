@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from ops.cli import build_parser
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from storage.object_store import open_object_store
 from tests.infra import Infra, S3Endpoint
 from tests.readme_examples import Example, answer_matches, exported, read

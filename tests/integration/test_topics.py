@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from ops.settings import Settings
 from ops.topics import TopicMismatchError, ensure_topics
+from processors.runtime.settings import Settings
 from schemas.topics import ADMIN, ALL_TOPICS, USAGE, TopicSpec
 
 pytestmark = pytest.mark.integration

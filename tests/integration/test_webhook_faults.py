@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Producer
 from standardwebhooks.webhooks import Webhook
 
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from schemas import webhooks_v1
 from schemas.topics import WEBHOOK_EVENTS
 from tests.stack import Stack, start_stack, wait_until

@@ -19,8 +19,8 @@ import pytest
 from confluent_kafka import Producer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from ops.settings import Settings
-from processors.periods import period_bounds, period_of
+from processors.runtime.settings import Settings
+from processors.usage.core.periods import period_bounds, period_of
 from schemas import webhooks_v1
 from schemas.topics import WEBHOOK_EVENTS
 from tests.stack import (

@@ -12,14 +12,14 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from processors.billing_inputs import (
-    assignment_at,
+from processors.billing import invoice_codec
+from processors.billing.core.admin_records import (
     assignments_of,
     billing_party,
     credit_of,
     plan_of,
 )
-from processors.invoice import (
+from processors.billing.core.invoice import (
     BillingParty,
     Credit,
     InvoiceDocument,
@@ -28,8 +28,9 @@ from processors.invoice import (
     PlanAssignment,
     compose_invoice,
 )
-from processors.money import Money
-from processors.pricing import (
+from processors.billing.core.money import Money
+from processors.billing.core.plans import to_plan
+from processors.billing.core.pricing import (
     Graduated,
     MeterPrice,
     Package,
@@ -40,9 +41,10 @@ from processors.pricing import (
     Volume,
     price_usage,
 )
-from schemas import admin_v1, invoice_v1
+from processors.tenants.core.subscriptions import assignment_at
+from schemas import admin_v1
 from schemas.admin_v1 import ApiKey, Assignment, CreditRecord, PlanVersion, Subscription, Tenant
-from schemas.plans_v1 import PlanSpec, to_plan
+from schemas.plans_v1 import PlanSpec
 
 D = Decimal
 
@@ -223,11 +225,11 @@ def test_invoice_round_trip_is_exact(variant: str) -> None:
         doc = finalized(doc)
     if variant == "void":
         doc = replace(doc, status="void", voided_at=utc(2026, 12, 9, 10, 30))
-    decoded = invoice_v1.decode(invoice_v1.encode(doc))
+    decoded = invoice_codec.decode(invoice_codec.encode(doc))
     assert decoded == doc
     # Same digits, not just the same values (Decimal("12.80") == Decimal("12.8")).
-    assert invoice_v1.to_dict(decoded) == invoice_v1.to_dict(doc)
-    assert invoice_v1.decode(invoice_v1.encode(doc).decode()) == doc
+    assert invoice_codec.to_dict(decoded) == invoice_codec.to_dict(doc)
+    assert invoice_codec.decode(invoice_codec.encode(doc).decode()) == doc
 
 
 def _floats(node: Any) -> list[float]:
@@ -241,7 +243,7 @@ def _floats(node: Any) -> list[float]:
 
 
 def test_invoice_json_keeps_amounts_as_decimal_strings() -> None:
-    raw = invoice_v1.encode(composed())
+    raw = invoice_codec.encode(composed())
     assert b'"subtotal":{"amount":"162.29","currency":"EUR"}' in raw
     assert b'"tax":{"amount":"30.84","currency":"EUR"}' in raw
     assert b'"total":{"amount":"193.13","currency":"EUR"}' in raw
@@ -257,33 +259,33 @@ def test_invoice_json_keeps_amounts_as_decimal_strings() -> None:
 
 def test_invoice_reader_ignores_unknown_fields() -> None:
     doc = finalized(composed())
-    data = invoice_v1.to_dict(doc)
+    data = invoice_codec.to_dict(doc)
     data["payment_link"] = "https://pay.example/inv"
     data["lines"][0]["note"] = "new in a later writer"
-    assert invoice_v1.decode(orjson.dumps(data)) == doc
+    assert invoice_codec.decode(orjson.dumps(data)) == doc
 
 
 @pytest.mark.parametrize("version", [2, 0, None])
 def test_invoice_of_an_unknown_version_is_refused(version: int | None) -> None:
-    data = invoice_v1.to_dict(composed())
+    data = invoice_codec.to_dict(composed())
     data["v"] = version
     with pytest.raises(ValueError, match=f"unsupported invoice document version {version!r}"):
-        invoice_v1.decode(orjson.dumps(data))
+        invoice_codec.decode(orjson.dumps(data))
 
 
 def test_invoice_without_a_required_time_is_refused() -> None:
-    data = invoice_v1.to_dict(composed())
+    data = invoice_codec.to_dict(composed())
     data["issued_at"] = None
     with pytest.raises(ValueError, match="invoice document without issued_at"):
-        invoice_v1.decode(orjson.dumps(data))
+        invoice_codec.decode(orjson.dumps(data))
 
 
-@pytest.mark.parametrize("kind", [invoice_v1.FINALIZED, invoice_v1.VOIDED])
+@pytest.mark.parametrize("kind", [invoice_codec.FINALIZED, invoice_codec.VOIDED])
 def test_invoice_event_round_trip(kind: str) -> None:
     doc = finalized(composed())
-    raw = invoice_v1.encode_event(kind, doc)
+    raw = invoice_codec.encode_event(kind, doc)
     assert raw.startswith(b'{"type":"' + kind.encode() + b'","invoice":{"v":1,')
-    assert invoice_v1.decode_event(raw) == (kind, doc)
+    assert invoice_codec.decode_event(raw) == (kind, doc)
 
 
 # ---- admin_v1 --------------------------------------------------------------------------------

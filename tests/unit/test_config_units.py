@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from ops.infra.cassandra import cassandra_nodes, cassandra_yaml, contact_points
 from ops.infra.kafka import bootstrap, kafka_nodes, new_cluster_id, server_properties
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 from schemas.topics import ALL_TOPICS, USAGE
 from storage.cassandra import ContactPoints
 from storage.migrate import Migration, available

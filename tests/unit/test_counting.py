@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from processors.counting import Counter, Fold, apply, identity_hash
-from processors.periods import (
+from processors.usage.core.counting import Counter, Fold, apply, identity_hash
+from processors.usage.core.periods import (
     day_number,
     dedupe_expiry_day,
     open_periods,

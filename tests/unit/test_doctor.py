@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ops.doctor import GIB, Probes, diagnose, java_major, report
-from ops.settings import Settings
+from processors.runtime.settings import Settings
 
 JAVA17 = 'openjdk version "17.0.15" 2025-04-15\nOpenJDK Runtime Environment (build 17.0.15+6)'
 JAVA8 = 'openjdk version "1.8.0_392"\nOpenJDK Runtime Environment (build 1.8.0_392-b08)'

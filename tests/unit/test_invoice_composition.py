@@ -11,13 +11,12 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
-from typing import cast
 
 import pytest
 
-from gateway.admin_view import AdminView
-from processors.invoice import (
+from processors.billing.closer import scheduled_commands
+from processors.billing.core.close import due_period
+from processors.billing.core.invoice import (
     BillingParty,
     Credit,
     CreditApplication,
@@ -33,11 +32,11 @@ from processors.invoice import (
     format_number,
     invoice_id,
 )
-from processors.money import Money
-from processors.period_close import due_period, scheduled_commands
-from processors.pricing import Graduated, MeterPrice, PerUnit, Plan, Tier, TierCharge
+from processors.billing.core.money import Money
+from processors.billing.core.pricing import Graduated, MeterPrice, PerUnit, Plan, Tier, TierCharge
+from processors.tenants.core.directory import Directory
 from schemas.admin_v1 import Assignment, Subscription
-from schemas.billing_v1 import CloseCommand
+from schemas.billing_commands_v1 import CloseCommand
 
 D = Decimal
 NOV = "2026-11"
@@ -457,14 +456,16 @@ def subscription(tenant_id: str, *starts: str) -> Subscription:
 
 
 def test_scheduled_commands_cover_tenants_with_a_plan_before_period_end() -> None:
-    admin = SimpleNamespace(subscriptions={
-        "t-c": subscription("t-c", "2026-12-01T00:00:00.000Z"),  # starts at the end: out
-        "t-a": subscription("t-a", "2026-10-05T00:00:00.000Z"),
-        "t-e": subscription("t-e", "2026-11-30T23:59:59.999Z", "2027-01-01T00:00:00Z"),
-        "t-d": subscription("t-d", "2027-01-01T00:00:00.000Z"),  # out
-        "t-b": subscription("t-b", "2025-01-01T00:00:00Z"),
-    })
-    assert scheduled_commands(cast(AdminView, admin), NOV) == [
+    directory = Directory()
+    for record in (
+        subscription("t-c", "2026-12-01T00:00:00.000Z"),  # starts at the end: out
+        subscription("t-a", "2026-10-05T00:00:00.000Z"),
+        subscription("t-e", "2026-11-30T23:59:59.999Z", "2027-01-01T00:00:00Z"),
+        subscription("t-d", "2027-01-01T00:00:00.000Z"),  # out
+        subscription("t-b", "2025-01-01T00:00:00Z"),
+    ):
+        directory.apply(record)
+    assert scheduled_commands(directory, NOV) == [
         CloseCommand("t-a", NOV, "schedule"),
         CloseCommand("t-b", NOV, "schedule"),
         CloseCommand("t-e", NOV, "schedule"),

@@ -18,7 +18,8 @@ import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import pytest
 from pypdf import PdfReader
 
-from processors.invoice import (
+from processors.billing import invoice_codec
+from processors.billing.core.invoice import (
     BillingParty,
     Credit,
     InvoiceDocument,
@@ -27,10 +28,9 @@ from processors.invoice import (
     PlanAssignment,
     compose_invoice,
 )
-from processors.invoice_pdf import format_money, pdf_text, render_invoice_pdf
-from processors.money import Money
-from processors.pricing import Graduated, MeterPrice, Package, PerUnit, Plan, Tier
-from schemas import invoice_v1
+from processors.billing.core.invoice_pdf import format_money, pdf_text, render_invoice_pdf
+from processors.billing.core.money import Money
+from processors.billing.core.pricing import Graduated, MeterPrice, Package, PerUnit, Plan, Tier
 
 D = Decimal
 REPO = Path(__file__).resolve().parents[2]
@@ -252,7 +252,7 @@ def test_same_document_same_bytes_and_creation_date_is_the_issue_time(
     time.sleep(1.1)  # a creation date taken from the clock would now differ
     assert render_invoice_pdf(sample) == first
     # What is stored is invoice.v1 JSON: rendering the decoded document must match too.
-    assert render_invoice_pdf(invoice_v1.decode(invoice_v1.encode(sample))) == first
+    assert render_invoice_pdf(invoice_codec.decode(invoice_codec.encode(sample))) == first
     if hasattr(time, "tzset"):  # the machine's time zone must not leak in
         monkeypatch.setenv("TZ", "America/Los_Angeles")
         time.tzset()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.offset_tracker import OffsetTracker
+from processors.kafka.offset_tracker import OffsetTracker
 
 
 def test_commits_up_to_the_oldest_record_in_flight() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from processors.counting import Counter, identity_hash
-from processors.partition_store import PartitionStore
+from processors.usage.core.counting import Counter, identity_hash
+from processors.usage.partition_store import PartitionStore
 from schemas import counter_changelog_v1 as changelog
 
 KEY = ("t", "2026-11", "m")

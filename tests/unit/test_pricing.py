@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from processors.money import CurrencyError, Money, round_to_minor
-from processors.pricing import (
+from processors.billing.core.money import CurrencyError, Money, round_to_minor
+from processors.billing.core.pricing import (
     Graduated,
     MeterPrice,
     Package,

@@ -13,8 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.money import MINOR_UNITS
-from processors.pricing import (
+from processors.billing.core.money import MINOR_UNITS
+from processors.billing.core.pricing import (
     Graduated,
     MeterPrice,
     Package,

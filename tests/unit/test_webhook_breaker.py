@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.webhook_breaker import CircuitBreaker
+from processors.webhooks.core.breaker import CircuitBreaker
 
 EP = "wh_1"
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from processors.webhook_schedule import (
+from processors.webhooks.core.schedule import (
     DEFAULT_SCHEDULE,
     MAX_RETRIES,
     next_attempt_delay,

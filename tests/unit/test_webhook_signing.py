@@ -9,7 +9,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from processors.webhook_signing import new_secret, sign_headers, signature
+from processors.webhooks.core.signing import new_secret, sign_headers, signature
 
 MSG_ID = "msg_2ZkqGJ8vQfGJ3Sgk"
 BODY = b'{"type":"invoice.finalized","timestamp":"2026-12-01T01:00:02Z","data":{"id":"inv_1"}}'

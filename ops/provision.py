@@ -1,0 +1,64 @@
+"""Where Kafka and Cassandra are (configured, or provisioned here), and preparing them.
+
+``resolve_infra`` uses configured clusters and provisions locally whatever is not
+configured; ``prepare`` creates the topics and applies the migrations (both idempotent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ops.infra.stack import COMPONENTS, Component, LocalStack, Mode
+from ops.output import say
+from processors.runtime.settings import Settings
+
+
+def local_stack(settings: Settings, mode: Mode = "single") -> LocalStack:
+    return LocalStack(settings.home, settings.cache_dir, mode, progress=say)
+
+
+@dataclass
+class Infra:
+    """Where Kafka and Cassandra are, and what this process started (to stop it later)."""
+
+    kafka_bootstrap: str
+    cassandra_hosts: str
+    stack: LocalStack
+    started: list[str] = field(default_factory=list)
+
+
+def resolve_infra(settings: Settings) -> Infra:
+    """Use configured clusters; provision locally whatever is not configured."""
+    stack = local_stack(settings)
+    wanted: tuple[Component, ...] = tuple(
+        c for c in COMPONENTS
+        if (c == "kafka" and settings.provisions_kafka)
+        or (c == "cassandra" and settings.provisions_cassandra)
+    )
+    started = stack.up(wanted) if wanted else []
+    return Infra(
+        settings.kafka_bootstrap or stack.kafka_bootstrap,
+        settings.cassandra_hosts or stack.cassandra_hosts,
+        stack,
+        started,
+    )
+
+
+def prepare(settings: Settings, kafka_bootstrap: str, cassandra_hosts: str) -> None:
+    """Create topics and apply migrations; both are idempotent."""
+    from ops.topics import ensure_topics
+    from storage.cassandra import connect
+    from storage.migrate import migrate
+
+    created = ensure_topics(
+        kafka_bootstrap, settings.topic_prefix, settings.kafka_replication_factor
+    )
+    if created:
+        say(f"created topics: {', '.join(created)}")
+    cluster, session = connect(cassandra_hosts)
+    try:
+        applied = migrate(session, settings.cassandra_keyspace, settings.cassandra_replication)
+    finally:
+        cluster.shutdown()
+    if applied:
+        say(f"applied migrations {applied} to keyspace {settings.cassandra_keyspace}")

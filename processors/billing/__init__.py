@@ -1,0 +1,1 @@
+"""Billing: plans priced, periods closed, invoices numbered, stored and rendered to PDF."""

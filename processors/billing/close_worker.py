@@ -1,0 +1,144 @@
+"""The billing agent (Faust): closes each tenant's monthly window once its grace has passed.
+
+Two parts in one app:
+
+- A timer on the Faust leader: when a period's end plus grace has passed (by the worker's
+  ``Clock``), it enqueues one close command per subscribed tenant on
+  ``billing-commands.v1`` and records the run in Cassandra, so a period is swept once.
+  Operators enqueue the same commands on demand (``POST /v1/admin/billing/close``,
+  ``meterly billing close``).
+- An agent on that topic, keyed by tenant: it closes batches of commands with
+  ``PeriodCloser`` (price, store the draft, number it gaplessly, announce
+  ``invoice.finalized``). Faust's at-least-once delivery is enough: every step is
+  idempotent, so a command processed twice after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+
+from processors.billing.closer import PeriodCloser, scheduled_commands
+from processors.billing.core.close import due_period
+from processors.billing.inputs import seller_of
+from processors.billing.invoice_numbers import InvoiceNumbers
+from processors.billing.invoice_store import InvoiceStore
+from processors.kafka.faust_app import bytes_topic, faust_app, header_cid, run_app
+from processors.kafka.transactions import exit_now, idempotent_producer
+from processors.runtime.clock import Clock, clock_from
+from processors.runtime.settings import Settings
+from processors.tenants.follower import follow_admin
+from processors.usage.mirror_table import UsageTable
+from schemas import billing_commands_v1
+from schemas.topics import ADMIN, BILLING_COMMANDS, INVOICES
+from storage.cassandra import connect
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+class Billing:
+    """What the billing worker holds: the directory, the closer and the run ledger."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        assert settings.kafka_bootstrap
+        assert settings.cassandra_hosts
+        self.settings = settings
+        self.clock = clock
+        self.grace = timedelta(seconds=settings.grace_seconds)
+        prefix = settings.topic_prefix
+        self.commands_topic = BILLING_COMMANDS.full_name(prefix)
+        self.directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
+                                                        ADMIN.full_name(prefix))
+        self.cluster, session = connect(settings.cassandra_hosts)
+        keyspace = settings.cassandra_keyspace
+        store = InvoiceStore(session, keyspace)
+        self.producer = idempotent_producer(settings.kafka_bootstrap)
+        self.closer = PeriodCloser(
+            self.directory, UsageTable(session, keyspace), store,
+            InvoiceNumbers(session, store, settings.invoice_prefix), self.producer,
+            INVOICES.full_name(prefix), seller_of(settings), settings.payment_terms_days)
+        self._session = session
+        self._run_done = session.prepare(
+            f"SELECT enqueued FROM {keyspace}.billing_runs WHERE period = ?")
+        self._run_record = session.prepare(
+            f"INSERT INTO {keyspace}.billing_runs (period, enqueued, started_at) "
+            "VALUES (?, ?, ?)")
+
+    def start(self) -> None:
+        self.admin_topic.start()
+
+    def stop(self) -> None:
+        self.admin_topic.stop()
+        self.producer.flush(10)
+        self.cluster.shutdown()
+
+    def sweep(self) -> int:
+        """Enqueue the closes of the latest due period unless that was done; return how many."""
+        period = due_period(self.clock(), self.grace)
+        # A run is per deployment (its topics), so deployments sharing a keyspace, as test
+        # runs do, never suppress each other's closes.
+        run = f"{self.commands_topic}:{period}"
+        if self._session.execute(self._run_done, (run,)).one() is not None:
+            return 0
+        commands = scheduled_commands(self.directory, period)
+        for command in commands:
+            self.producer.produce(self.commands_topic, billing_commands_v1.encode(command),
+                                  key=command.tenant_id.encode())
+            self.producer.poll(0)
+        if self.producer.flush(30):
+            raise RuntimeError("close commands not acknowledged by Kafka")
+        self._session.execute(self._run_record, (run, len(commands), datetime.now(UTC)))
+        log.info("period close scheduled", extra={"period": period, "tenants": len(commands)})
+        return len(commands)
+
+
+def build_app(settings: Settings, billing: Billing) -> faust.App:
+    app = faust_app(
+        settings, "billing", leader=True,
+        # A dead worker's partitions move to the others after this many seconds.
+        broker_session_timeout=10, broker_heartbeat_interval=3)
+    topic = bytes_topic(app, billing.commands_topic)
+
+    @app.agent(topic)
+    async def close_periods(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(BATCH, within=1.0):
+            try:
+                commands = [replace(billing_commands_v1.decode(e.value),
+                                    correlation_id=header_cid(e))
+                            for e in events if e.value is not None]
+                # The Cassandra driver blocks; keep Faust's event loop (and heartbeats) free.
+                result = await loop.run_in_executor(None, billing.closer.close, commands,
+                                                    billing.clock())
+            except Exception:  # noqa: BLE001 - any failure means exit and restart
+                exit_now()
+            log.info("periods closed", extra={
+                "invoices": len(result.finalized), "skipped": len(result.skipped),
+                "correlation_ids": sorted({c.correlation_id for c in commands
+                                           if c.correlation_id})})
+
+    @app.timer(interval=settings.billing_tick_seconds,  # type: ignore[untyped-decorator]
+               on_leader=True)
+    async def schedule_closes() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, billing.sweep)
+        except Exception:  # noqa: BLE001 - any failure means exit and restart
+            exit_now()
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    billing = Billing(settings, clock_from(settings.clock_file))
+    billing.start()
+    app = build_app(settings, billing)
+    try:
+        run_app(app, "billing")
+    finally:
+        billing.stop()

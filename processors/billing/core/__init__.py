@@ -1,0 +1,1 @@
+"""Billing rules as pure code: money, pricing, invoice composition, PDFs, messages."""

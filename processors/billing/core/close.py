@@ -1,0 +1,89 @@
+"""Period close rules as pure code: which period is due, which tenants its close covers, and
+one tenant's draft composed from a snapshot of its records (values, not a live directory)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from processors.billing.core.admin_records import (
+    assignments_of,
+    billing_party,
+    credit_of,
+    plan_of,
+)
+from processors.billing.core.invoice import (
+    InvoiceDocument,
+    LateUsage,
+    Party,
+    billed_so_far,
+    compose_invoice,
+    credit_spent,
+)
+from processors.usage.core.periods import period_bounds, period_of, previous_period
+from schemas.admin_v1 import CreditRecord, PlanVersion, Subscription, Tenant
+from schemas.rfc3339 import parse_time
+
+#: Earlier periods checked for late usage at each close. Usage older than the open periods
+#: is refused at ingest, so late usage can only reach the last few invoiced periods.
+LATE_LOOKBACK = 3
+
+
+def due_period(now: datetime, grace: timedelta) -> str:
+    """The latest period whose end plus grace has passed at ``now``."""
+    return previous_period(period_of(now - grace))
+
+
+@dataclass(frozen=True)
+class BillingSnapshot:
+    """One tenant's records as the directory held them when the snapshot was taken."""
+
+    tenant: Tenant
+    subscription: Subscription | None
+    #: Every plan version, by (name, version): the assignments' and earlier invoices'.
+    plans: Mapping[tuple[str, int], PlanVersion]
+    credits: Sequence[CreditRecord]
+
+
+def tenants_to_close(subscriptions: Mapping[str, Subscription], period: str) -> list[str]:
+    """The tenants with a plan assignment that started before ``period`` ended, by id: the
+    ones a scheduled close (and an operator's close of every tenant) invoices."""
+    _start, end = period_bounds(period)
+    return sorted(tenant_id for tenant_id, subscription in subscriptions.items()
+                  if any(parse_time(a.effective_from) < end for a in subscription.assignments))
+
+
+def compose_draft(snapshot: BillingSnapshot | None, seller: Party, payment_terms_days: int,
+                  period: str, history: Sequence[InvoiceDocument],
+                  usage: Mapping[str, Mapping[str, Decimal]], now: datetime
+                  ) -> InvoiceDocument | str:
+    """The draft of ``period`` for the tenant of ``snapshot``, or why there is none.
+
+    ``history`` holds the tenant's invoices; ``usage`` the counters of the period and of
+    the invoiced periods named by ``late_periods``.
+    """
+    if snapshot is None:
+        return "unknown tenant"
+    tenant, plans = snapshot.tenant, snapshot.plans
+    earlier = [d for d in history if d.period != period]
+    late = []
+    for doc in earlier:
+        if doc.period >= period or doc.status == "draft":
+            continue
+        plan = plans.get((doc.plan, doc.plan_version))
+        if plan is not None and doc.period in usage:
+            late.append(LateUsage(doc.period, plan_of(plan),
+                                  billed_so_far(earlier, doc.period), usage[doc.period]))
+    credits = [credit_of(c) for c in snapshot.credits]
+    draft = compose_invoice(
+        billing_party(tenant, payment_terms_days), seller, period,
+        assignments_of(snapshot.subscription, plans), usage.get(period, {}),
+        now, late, credits, credit_spent(earlier))
+    return "no plan in force during the period" if draft is None else draft
+
+
+def late_periods(history: Sequence[InvoiceDocument], period: str) -> list[str]:
+    """The invoiced periods before ``period`` that late usage may still reach."""
+    return sorted({d.period for d in history if d.period < period})[-LATE_LOOKBACK:]

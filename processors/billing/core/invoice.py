@@ -1,0 +1,305 @@
+"""Invoice composition: one tenant's period, its plans, usage and credits in; a document out.
+
+Pure code, no I/O. The rules an invoice follows (docs/billing.md says the same to users):
+
+- Usage of the period is priced at the plan in force when the period ends (Stripe Billing
+  does the same for metered prices). A plan change inside a period prorates the flat fee:
+  each plan's fee is charged for the share of the period it was in force, to the second.
+  The minimum spend of the final plan is prorated the same way.
+- Usage counted after its period was invoiced ("late usage") is billed on the next invoice
+  as an adjustment line per meter: the period is re-priced with the new quantity under the
+  plan it was invoiced with, and the difference is charged, so tiers are respected.
+- Each line is rounded once, half-up, to the currency's minor unit; subtotal = sum of lines;
+  tax = subtotal x the tenant's rate, rounded half-up; total = subtotal + tax.
+- Credits (prepaid grants and credit notes) are applied after tax, oldest first, skipping
+  expired ones and other currencies; amount due = total - credits applied, never below 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from processors.billing.core.money import Money, round_to_minor
+from processors.billing.core.pricing import Plan, TierCharge, charge_meter, price_usage
+from processors.usage.core.periods import period_bounds
+
+ZERO = Decimal(0)
+InvoiceStatus = Literal["draft", "finalized", "void"]
+LineKind = Literal["usage", "flat_fee", "minimum", "adjustment"]
+
+
+def invoice_id(tenant_id: str, period: str) -> str:
+    """The one id a tenant's invoice for ``period`` can have: closing twice finds it again."""
+    digest = hashlib.blake2b(f"{tenant_id}\x00{period}".encode(), digest_size=10).hexdigest()
+    return f"inv_{period.replace('-', '')}_{digest}"
+
+
+@dataclass(frozen=True)
+class Party:
+    """Seller or buyer block of an invoice."""
+
+    name: str
+    address: tuple[str, ...] = ()
+    email: str | None = None
+    tax_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    kind: LineKind
+    description: str
+    #: The period the line bills (an adjustment names an earlier period).
+    period: str
+    amount: Money
+    meter: str | None = None
+    quantity: Decimal | None = None
+    #: Units taken off before pricing (included in the plan).
+    included: Decimal = ZERO
+    #: Tier breakdown of a usage line.
+    tiers: tuple[TierCharge, ...] = ()
+
+
+@dataclass(frozen=True)
+class CreditApplication:
+    credit_id: str
+    kind: Literal["grant", "credit_note"]
+    description: str
+    amount: Money
+    #: What is left of the credit after this invoice.
+    remaining: Money
+
+
+@dataclass(frozen=True)
+class InvoiceDocument:
+    id: str
+    tenant_id: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    seller: Party
+    buyer: Party
+    plan: str
+    plan_version: int
+    lines: tuple[InvoiceLine, ...]
+    subtotal: Money
+    #: Percent, e.g. Decimal("19") for 19 %; None when no tax is configured.
+    tax_rate: Decimal | None
+    tax: Money
+    total: Money
+    credits: tuple[CreditApplication, ...]
+    credits_applied: Money
+    amount_due: Money
+    #: Credit left for later invoices (unexpired, same currency), after this one.
+    credit_balance: Money
+    issued_at: datetime
+    due_at: datetime
+    #: Quantities billed so far for each period this invoice touches: {period: {meter: qty}}.
+    billed_usage: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    status: InvoiceStatus = "draft"
+    number: str | None = None
+    finalized_at: datetime | None = None
+    voided_at: datetime | None = None
+    pdf_key: str | None = None
+    pdf_sha256: str | None = None
+
+
+# ---- inputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanAssignment:
+    effective_from: datetime
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Credit:
+    id: str
+    kind: Literal["grant", "credit_note"]
+    description: str
+    amount: Money
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LateUsage:
+    """Usage of an earlier, already invoiced period: what was billed and what is counted now."""
+
+    period: str
+    plan: Plan
+    billed: Mapping[str, Decimal]
+    counted: Mapping[str, Decimal]
+
+
+@dataclass(frozen=True)
+class BillingParty:
+    """The tenant as billing needs it."""
+
+    id: str
+    currency: str
+    buyer: Party
+    tax_rate: Decimal | None = None
+    payment_terms_days: int = 30
+
+
+# ---- composition ----------------------------------------------------------------------
+
+
+def plans_in_force(assignments: Sequence[PlanAssignment], start: datetime,
+                   end: datetime) -> list[tuple[datetime, datetime, Plan]]:
+    """The plans in force during [start, end) as (from, until, plan) segments, in order."""
+    ordered = sorted(assignments, key=lambda a: a.effective_from)
+    segments: list[tuple[datetime, datetime, Plan]] = []
+    for index, assignment in enumerate(ordered):
+        until = ordered[index + 1].effective_from if index + 1 < len(ordered) else end
+        seg_from, seg_until = max(assignment.effective_from, start), min(until, end)
+        if seg_from < seg_until:
+            segments.append((seg_from, seg_until, assignment.plan))
+    return segments
+
+
+def _share(part: timedelta, whole: timedelta) -> Decimal:
+    return Decimal(int(part.total_seconds())) / Decimal(int(whole.total_seconds()))
+
+
+def credit_balances(credits: Sequence[Credit], spent: Mapping[str, Decimal],
+                    at: datetime, currency: str) -> list[tuple[Credit, Decimal]]:
+    """Usable credits at ``at`` with what is left of each, oldest first."""
+    usable = []
+    for credit in sorted(credits, key=lambda c: (c.created_at, c.id)):
+        if credit.amount.currency != currency:
+            continue
+        if credit.expires_at is not None and credit.expires_at <= at:
+            continue
+        left = credit.amount.amount - spent.get(credit.id, ZERO)
+        if left > ZERO:
+            usable.append((credit, left))
+    return usable
+
+
+def compose_invoice(
+    party: BillingParty,
+    seller: Party,
+    period: str,
+    assignments: Sequence[PlanAssignment],
+    usage: Mapping[str, Decimal],
+    issued_at: datetime,
+    late: Sequence[LateUsage] = (),
+    credits: Sequence[Credit] = (),
+    credit_spent: Mapping[str, Decimal] | None = None,
+) -> InvoiceDocument | None:
+    """The draft invoice of ``party`` for ``period``; None when no plan was in force in it."""
+    start, end = period_bounds(period)
+    segments = plans_in_force(assignments, start, end)
+    if not segments:
+        return None
+    currency = party.currency
+    final_from, final_until, final = segments[-1]
+    for plan in [p for _f, _u, p in segments] + [x.plan for x in late]:
+        if plan.currency != currency:
+            raise ValueError(f"plan {plan.name} bills in {plan.currency}, tenant in {currency}")
+    whole = end - start
+
+    metered = price_usage(replace(final, flat_fee=ZERO, minimum_spend=ZERO), usage)
+    lines: list[InvoiceLine] = [
+        InvoiceLine("usage", f"{c.meter}", period, c.amount, c.meter, c.quantity, c.included,
+                    c.tiers)
+        for c in metered.lines
+    ]
+    for seg_from, seg_until, plan in segments:
+        if plan.flat_fee == ZERO:
+            continue
+        share = _share(seg_until - seg_from, whole)
+        amount = Money(round_to_minor(plan.flat_fee * share, currency), currency)
+        text = f"{plan.name} v{plan.version} base fee"
+        if share != 1:
+            last_day = seg_until - timedelta(microseconds=1)
+            text += f" ({seg_from:%Y-%m-%d} to {last_day:%Y-%m-%d}, prorated)"
+        lines.append(InvoiceLine("flat_fee", text, period, amount))
+    priced = sum((line.amount.amount for line in lines), ZERO)
+    minimum = round_to_minor(final.minimum_spend * _share(final_until - final_from, whole),
+                             currency)
+    if minimum > priced:
+        lines.append(InvoiceLine("minimum", f"Minimum spend top-up ({minimum:,} {currency})",
+                                 period, Money(minimum - priced, currency)))
+
+    billed: dict[str, dict[str, Decimal]] = {period: dict(usage)}
+    for earlier in sorted(late, key=lambda x: x.period):
+        billed_now = dict(earlier.billed)
+        for meter in sorted(earlier.plan.prices):
+            was, now = earlier.billed.get(meter, ZERO), earlier.counted.get(meter, ZERO)
+            if now <= was:
+                continue
+            price = earlier.plan.prices[meter]
+            delta = (charge_meter(meter, price, now, currency).amount.amount
+                     - charge_meter(meter, price, was, currency).amount.amount)
+            lines.append(InvoiceLine(
+                "adjustment", f"Late usage for {earlier.period}: {meter}", earlier.period,
+                Money(delta, currency), meter, now - was))
+            billed_now[meter] = now
+        billed[earlier.period] = billed_now
+
+    subtotal = sum((line.amount.amount for line in lines), ZERO)
+    tax = ZERO if party.tax_rate is None else round_to_minor(
+        subtotal * party.tax_rate / 100, currency)
+    total = subtotal + tax
+
+    applications: list[CreditApplication] = []
+    outstanding = total
+    balance = ZERO
+    for credit, left in credit_balances(credits, credit_spent or {}, issued_at, currency):
+        take = min(left, outstanding)
+        outstanding -= take
+        balance += left - take
+        if take > ZERO:
+            applications.append(CreditApplication(
+                credit.id, credit.kind, credit.description, Money(take, currency),
+                Money(left - take, currency)))
+    applied = total - outstanding
+
+    return InvoiceDocument(
+        id=invoice_id(party.id, period), tenant_id=party.id, period=period,
+        period_start=start, period_end=end, currency=currency, seller=seller,
+        buyer=party.buyer, plan=final.name, plan_version=final.version, lines=tuple(lines),
+        subtotal=Money(subtotal, currency), tax_rate=party.tax_rate, tax=Money(tax, currency),
+        total=Money(total, currency), credits=tuple(applications),
+        credits_applied=Money(applied, currency), amount_due=Money(outstanding, currency),
+        credit_balance=Money(balance, currency), issued_at=issued_at,
+        due_at=issued_at + timedelta(days=party.payment_terms_days), billed_usage=billed,
+    )
+
+
+def credit_spent(documents: Sequence[InvoiceDocument]) -> dict[str, Decimal]:
+    """Credit used by finalized invoices (a voided invoice gives its credit back)."""
+    spent: dict[str, Decimal] = {}
+    for doc in documents:
+        if doc.status != "finalized":
+            continue
+        for application in doc.credits:
+            spent[application.credit_id] = (spent.get(application.credit_id, ZERO)
+                                            + application.amount.amount)
+    return spent
+
+
+def billed_so_far(documents: Sequence[InvoiceDocument], period: str) -> dict[str, Decimal]:
+    """What earlier invoices billed for ``period``, per meter (void ones included: a voided
+    invoice cancels its charge, it does not put the usage up for billing again)."""
+    billed: dict[str, Decimal] = {}
+    for doc in documents:
+        if doc.status == "draft":
+            continue
+        for meter, quantity in doc.billed_usage.get(period, {}).items():
+            billed[meter] = max(billed.get(meter, ZERO), quantity)
+    return billed
+
+
+def format_number(prefix: str, year: int, sequence: int) -> str:
+    """Invoice numbers as people read them: MTR-2026-000123."""
+    return f"{prefix}-{year:04d}-{sequence:06d}"

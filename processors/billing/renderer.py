@@ -1,0 +1,136 @@
+"""The invoice renderer (Faust): each finalized invoice -> a PDF in the object store.
+
+It consumes ``invoice.finalized`` from the invoices topic, re-reads the invoice from
+Cassandra (the source of truth), renders it with fpdf2, stores it under
+``invoices/<tenant>/<invoice id>.pdf`` and records the key and SHA-256 on the invoice.
+Rendering is deterministic, so an event handled twice after a crash stores the same bytes
+under the same key: at-least-once delivery is exactly enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import faust
+from confluent_kafka import Producer
+from prometheus_client import Counter
+
+from processors.billing import invoice_codec
+from processors.billing.core import messages
+from processors.billing.core.invoice import InvoiceDocument
+from processors.billing.core.invoice_pdf import render_invoice_pdf
+from processors.billing.invoice_store import InvoiceStore
+from processors.kafka.faust_app import bytes_topic, faust_app, header_cid, run_app
+from processors.kafka.transactions import exit_now, idempotent_producer
+from processors.runtime.operator_token import read_admin_token
+from processors.runtime.settings import Settings
+from schemas import webhooks_v1
+from schemas.topics import INVOICES, WEBHOOK_EVENTS
+from storage.cassandra import connect
+from storage.object_store import ObjectStore, open_object_store, put_all
+from storage.signed_links import link_secret
+
+log = logging.getLogger(__name__)
+BATCH = 200
+RENDERED = Counter("meterly_invoice_pdfs_rendered_total", "invoice PDFs rendered and stored")
+
+
+def pdf_key(tenant_id: str, invoice_id: str) -> str:
+    return f"invoices/{tenant_id}/{invoice_id}.pdf"
+
+
+def render_and_store(store: InvoiceStore, objects: ObjectStore,
+                     refs: Sequence[tuple[str, str]]) -> int:
+    """Render and store the PDFs of the finalized invoices in ``refs`` that lack one."""
+    docs = store.get_many(list(dict.fromkeys(refs)))
+    return store_pdfs(store, objects, [
+        d for d in docs if d is not None and d.number is not None and not (
+            d.pdf_sha256 is not None and d.pdf_key and objects.exists(d.pdf_key))])
+
+
+def announce(producer: Producer, topic: str, objects: ObjectStore,
+             docs: Sequence[InvoiceDocument], stored: Sequence[tuple[str, str, str, str]],
+             cids: Mapping[str, str]) -> None:
+    """invoice.finalized for each stored PDF, with an expiring link to it."""
+    by_id = {d.id: d for d in docs}
+    for _tenant, invoice, key, sha in stored:
+        message = messages.finalized(
+            by_id[invoice], objects.link(key, messages.PDF_LINK_TTL), sha)
+        cid = cids.get(invoice)
+        producer.produce(topic, webhooks_v1.encode_message(message),
+                         key=message.tenant_id.encode(),
+                         headers=[("correlation-id", cid.encode())] if cid else None)
+        producer.poll(0)
+    if producer.flush(30):
+        raise RuntimeError("invoice.finalized messages not acknowledged by Kafka")
+
+
+def store_pdfs(store: InvoiceStore, objects: ObjectStore, docs: Sequence[InvoiceDocument],
+               producer: Producer | None = None, messages_topic: str = "",
+               cids: Mapping[str, str] | None = None) -> int:
+    """Render ``docs``, store the PDFs, then record their keys and SHA-256 on the invoices
+    and (with a producer) announce them as webhook messages."""
+    stored, files = [], []
+    for doc in docs:
+        pdf = render_invoice_pdf(doc)
+        key = pdf_key(doc.tenant_id, doc.id)
+        files.append((key, pdf, "application/pdf"))
+        stored.append((doc.tenant_id, doc.id, key, hashlib.sha256(pdf).hexdigest()))
+    put_all(objects, files)
+    # Recorded only once the objects are stored: a recorded PDF always exists.
+    store.set_pdfs(stored)
+    RENDERED.inc(len(stored))
+    if producer is not None:
+        # After the PDFs are recorded: the message's link always works. A crash before
+        # this line renders again on redelivery and sends then.
+        announce(producer, messages_topic, objects, docs, stored, cids or {})
+    return len(stored)
+
+
+def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
+              producer: Producer | None = None) -> faust.App:
+    app = faust_app(settings, "invoice-renderer")
+    messages_topic = WEBHOOK_EVENTS.full_name(settings.topic_prefix)
+    topic = bytes_topic(app, INVOICES.full_name(settings.topic_prefix))
+
+    @app.agent(topic)
+    async def render_invoices(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(BATCH, within=0.5):
+            try:
+                # The event carries the finalized invoice, immutable once numbered: render
+                # it as it is. A redelivered event renders the same bytes to the same key.
+                docs, cids = [], {}
+                for event in events:
+                    kind, doc = invoice_codec.decode_event(event.value)
+                    if kind == invoice_codec.FINALIZED:
+                        docs.append(doc)
+                        if (cid := header_cid(event)) is not None:
+                            cids[doc.id] = cid
+                # Cassandra, the object store and fpdf2 all block; Faust's loop stays free.
+                count = await loop.run_in_executor(None, store_pdfs, store, objects, docs,
+                                                   producer, messages_topic, cids)
+            except Exception:  # noqa: BLE001 - any failure means exit and restart
+                exit_now()
+            log.info("invoice PDFs stored", extra={
+                "rendered": count, "correlation_ids": sorted(set(cids.values()))})
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    assert settings.cassandra_hosts
+    cluster, session = connect(settings.cassandra_hosts)
+    store = InvoiceStore(session, settings.cassandra_keyspace)
+    objects = open_object_store(settings, settings.public_base_url,
+                                link_secret(read_admin_token(settings)))
+    assert settings.kafka_bootstrap
+    producer = idempotent_producer(settings.kafka_bootstrap)
+    try:
+        run_app(build_app(settings, store, objects, producer), "invoice-renderer")
+    finally:
+        cluster.shutdown()

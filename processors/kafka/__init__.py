@@ -1,0 +1,1 @@
+"""Kafka mechanisms the workers share: producers, transactions, offsets, retries, Faust."""

@@ -1,0 +1,1 @@
+"""What every Meterly process runs with: settings, JSON logs, the operator token, clocks."""

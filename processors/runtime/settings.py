@@ -1,0 +1,145 @@
+"""Runtime settings, read once from ``METERLY_*`` environment variables.
+
+Settings fail fast: a malformed value stops the process at start with the variable's name,
+instead of surfacing later as a connection error.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METERLY_", extra="ignore")
+
+    #: Where downloads, data directories, logs and pid files live (git-ignored).
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".meterly")
+    #: Downloaded jars; defaults to ``<home>/cache``. Share it between checkouts to download once.
+    cache: Path | None = None
+    #: Existing Kafka cluster ("host:port,host:port"). Unset: Meterly provisions one.
+    kafka_bootstrap: str | None = None
+    #: Existing Cassandra contact points ("host[:port],..."). Unset: Meterly provisions one.
+    cassandra_hosts: str | None = None
+    cassandra_keyspace: str = "meterly"
+    #: Replication strategy options for the keyspace, as CQL map text.
+    cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    #: Prepended to every topic name, so several deployments (or test runs) share a cluster.
+    topic_prefix: str = "meterly."
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    #: The operator's bearer token. Unset: ``meterly run`` generates one in <home>/admin-token.
+    admin_token: str | None = Field(default=None, min_length=16)
+    #: Default token-bucket refill per second for each API key; a tenant may override it.
+    rate_limit_per_second: int = Field(default=1000, ge=1)
+    #: How long after a period ends it still takes usage (and closes), in seconds.
+    grace_seconds: int = Field(default=3600, ge=0)
+    port: int = Field(default=3000, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    #: The gateway's address as clients reach it (download links); default http://host:port.
+    public_url: str | None = None
+    #: Gateway processes sharing the port; each enforces its share of every rate limit.
+    gateway_processes: int = Field(default=1, ge=1)
+    #: Counting workers ``meterly run`` starts.
+    counter_workers: int = Field(default=1, ge=1)
+    #: This worker's stable id: its transactional id and static group membership.
+    worker_id: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    #: Level of Meterly's own logs; DEBUG adds a line per request and per batch with the
+    #: correlation ids it carries (read by processors/runtime/logs.py before settings are loaded).
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    #: Serve a worker's Prometheus metrics on this port (unset: not served).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: How often the counter forgets identities past their expiry, in seconds.
+    dedupe_sweep_seconds: float = Field(default=3600.0, gt=0)
+
+    # Billing
+    #: Invoice numbers read <prefix>-<year>-<sequence>, gapless per prefix and year.
+    invoice_prefix: str = Field(default="MTR", pattern=r"^[A-Z0-9]{1,10}$")
+    #: The seller block of every invoice.
+    issuer_name: str = "Meterly"
+    #: Address lines of the seller, separated by "|".
+    issuer_address: str = ""
+    issuer_email: str | None = None
+    issuer_tax_id: str | None = None
+    #: Days from issue to due date, unless the tenant sets its own terms.
+    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    #: Invoice renderers ``meterly run`` starts (PDF rendering is CPU-bound: about one per
+    #: core; two close 10,000 tenants within 30 s on two cores, docs/benchmarks.md).
+    renderer_workers: int = Field(default=2, ge=1)
+    #: How often the billing agent looks for periods to close, in seconds.
+    billing_tick_seconds: float = Field(default=30.0, gt=0)
+    #: Read "now" from this file (an RFC 3339 time) instead of the system clock: tests and
+    #: demos move billing time forward by writing it. Never set in production.
+    clock_file: Path | None = None
+
+    # Webhooks
+    #: Seconds between attempts after each failure (published schedule; at most 7 steps).
+    webhook_retry_schedule: str = "5,30,120,600,3600,21600,86400"
+    webhook_connect_timeout: float = Field(default=5.0, gt=0)
+    webhook_read_timeout: float = Field(default=10.0, gt=0)
+    #: Networks webhook URLs may resolve to although they are not public ("127.0.0.0/8").
+    webhook_allow_networks: str = ""
+    #: An endpoint failing without a success for this long is disabled.
+    webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=1)
+    #: After 5 failures in a row an endpoint gets no attempts for this long (doubling, to
+    #: 10 minutes at most, while trials keep failing).
+    webhook_breaker_cooldown: float = Field(default=30.0, gt=0)
+    #: Deliveries in flight per dispatcher process.
+    webhook_concurrency: int = Field(default=1024, ge=1)
+    #: Shares of a plan's included quantity that send usage.threshold_reached, in percent.
+    usage_thresholds: str = "80,100"
+    #: Dispatcher processes ``meterly run`` starts.
+    webhook_workers: int = Field(default=1, ge=1)
+
+    # Object store (invoice PDFs)
+    #: Where invoice PDFs are kept: unset, the local directory ``<home>/objects``;
+    #: ``s3://bucket[/prefix]`` for S3 or an S3-compatible store (S3Proxy, MinIO).
+    object_store_url: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
+    #: Endpoint of an S3-compatible store ("http://127.0.0.1:8081"). Unset: AWS S3.
+    s3_endpoint_url: str | None = None
+    #: S3 access key id. Unset (with the secret key): boto3's own credential chain.
+    s3_access_key: str | None = None
+    #: S3 secret access key, set together with the access key.
+    s3_secret_key: str | None = None
+    #: Region of the bucket; requests are signed for it.
+    s3_region: str = "us-east-1"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _legal_topic_prefix(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(value) <= allowed:
+            raise ValueError("topic prefix may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("cassandra_keyspace")
+    @classmethod
+    def _legal_keyspace(cls, value: str) -> str:
+        if not value.replace("_", "a").isalnum() or not value[0].isalpha() or len(value) > 48:
+            raise ValueError("keyspace must start with a letter and hold letters, digits, '_'")
+        return value.lower()
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache or self.home / "cache"
+
+    @property
+    def provisions_kafka(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def provisions_cassandra(self) -> bool:
+        return not self.cassandra_hosts
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

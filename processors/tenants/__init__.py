@@ -1,0 +1,1 @@
+"""Tenants, their API keys, plans, subscriptions, credits and webhook endpoints."""

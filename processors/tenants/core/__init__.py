@@ -1,0 +1,1 @@
+"""Tenant rules as pure code: API keys."""

@@ -1,0 +1,1 @@
+"""Usage: events validated, counted exactly once, mirrored to Cassandra, watched for thresholds."""

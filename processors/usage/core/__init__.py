@@ -1,0 +1,1 @@
+"""Usage rules as pure code: what counts, billing periods, thresholds."""

@@ -1,0 +1,135 @@
+"""The ingest validator: CloudEvents from the Kafka ingest topic into the counting path.
+
+Platform services write CloudEvents (Kafka protocol binding, tenant id as the record key)
+to ``ingest.cloudevents.v1``. This worker validates each record the way the HTTP gateway
+does, packs valid events per tenant into ``usage.v1`` records, and sends every invalid
+record to ``ingest.dead-letter.v1`` with the reason in a ``meterly-error`` header. Outputs
+and consumed offsets commit in one Kafka transaction, so a crash neither loses nor repeats
+a record; the counting worker's deduplication handles a client's own resends.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Consumer, Message
+
+from processors.kafka.messages import data_messages
+from processors.kafka.transactions import (
+    commit_or_rewind,
+    exit_for_restart,
+    transactional_producer,
+)
+from processors.runtime.settings import Settings
+from processors.tenants.follower import follow_admin
+from processors.usage.core.periods import AcceptanceWindow
+from schemas import usage_v1
+from schemas.cloudevents import EventRejected, to_usage_event
+from schemas.cloudevents_kafka import record_to_event
+from schemas.topics import ADMIN, INGEST, INGEST_DEAD_LETTER, USAGE
+from schemas.usage_v1 import UsageEvent, UsageRecord
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_RECORD = 1000
+
+
+class IngestValidator:
+    def __init__(self, settings: Settings, worker_id: str) -> None:
+        assert settings.kafka_bootstrap
+        self.settings = settings
+        prefix = settings.topic_prefix
+        self.source = INGEST.full_name(prefix)
+        self.usage = USAGE.full_name(prefix)
+        self.dead_letter = INGEST_DEAD_LETTER.full_name(prefix)
+        self.grace = timedelta(seconds=settings.grace_seconds)
+        self._stop = False
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{prefix}ingest-validator",
+            "group.instance.id": f"ingest-validator-{worker_id}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+        })
+        self.producer = transactional_producer(
+            settings.kafka_bootstrap, f"{prefix}ingest-validator-{worker_id}",
+            **{"message.max.bytes": 4 * 2**20},
+        )
+        # Tenants are known from the admin topic, as in the gateway; events for an unknown
+        # tenant would never reach an invoice, so they go to the dead-letter topic.
+        self.directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
+                                                        ADMIN.full_name(prefix))
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def run(self) -> None:
+        self.admin_topic.start()
+        self.producer.init_transactions(60)
+        self.consumer.subscribe([self.source])
+        while not self._stop:
+            messages = self.consumer.consume(num_messages=2000, timeout=0.1)
+            if messages:
+                self._process(messages)
+        # Only on a clean stop: a consumer in a fatal state (fenced) can block in close().
+        self.consumer.close()
+        self.admin_topic.stop()
+
+    def validate(self, msg: Message, now: datetime,
+                 window: AcceptanceWindow) -> tuple[str, UsageEvent]:
+        key = msg.key()
+        tenant_id = key.decode("utf-8", errors="replace") if key else ""
+        if not tenant_id:
+            raise EventRejected("the record key must be the tenant id")
+        tenant = self.directory.tenant(tenant_id)
+        if tenant is None:
+            raise EventRejected(f"unknown tenant {tenant_id!r}")
+        if tenant.status == "suspended":
+            raise EventRejected(f"tenant {tenant_id} is suspended")
+        event = to_usage_event(record_to_event(msg.value(), msg.headers()), now)
+        why = window.rejection(event.time_ms)
+        if why:
+            raise EventRejected(why)
+        return tenant_id, event
+
+    def _process(self, messages: list[Message]) -> None:
+        now = datetime.now(UTC)
+        window = AcceptanceWindow.at(now, self.grace)
+        valid: dict[str, list[UsageEvent]] = defaultdict(list)
+        self.producer.begin_transaction()
+        rejected = 0
+        for msg in data_messages(messages):
+            try:
+                tenant_id, event = self.validate(msg, now, window)
+            except EventRejected as exc:
+                rejected += 1
+                headers = [*(msg.headers() or []),
+                           ("meterly-error", str(exc).encode()),
+                           ("meterly-source", f"{msg.topic()}/{msg.partition()}/"
+                                              f"{msg.offset()}".encode())]
+                self.producer.produce(self.dead_letter, msg.value(), key=msg.key(),
+                                      headers=headers)
+                continue
+            valid[tenant_id].append(event)
+        for tenant_id, events in valid.items():
+            for i in range(0, len(events), MAX_EVENTS_PER_RECORD):
+                record = UsageRecord(tenant_id, tuple(events[i:i + MAX_EVENTS_PER_RECORD]))
+                self.producer.produce(self.usage, usage_v1.encode(record),
+                                      key=tenant_id.encode())
+        if not commit_or_rewind(self.producer, self.consumer):
+            return
+        if rejected:
+            log.info("dead-lettered %d of %d ingest records", rejected, len(messages),
+                     extra={"rejected": rejected, "records": len(messages)})
+
+
+def run_worker(settings: Settings) -> None:
+    validator = IngestValidator(settings, settings.worker_id)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _s, _f: validator.stop())
+    exit_for_restart(validator.run)

@@ -1,0 +1,123 @@
+"""The mirror worker: counter changelog -> Cassandra ``usage_by_period``.
+
+Order per batch: read committed changelog records, keep the latest value per counter,
+write them to Cassandra (versioned by offset, see ``processors.usage.mirror_table``), and only then
+commit the consumer offsets. A crash anywhere replays a suffix, and replayed writes carry
+the same versions, so after any fault Cassandra converges to the changelog's values.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from confluent_kafka import Consumer, KafkaException
+from prometheus_client import Gauge
+
+from processors.kafka.messages import data_messages
+from processors.kafka.offsets import consumer_lag
+from processors.kafka.retry import with_retries
+from processors.kafka.transactions import idempotent_producer
+from processors.runtime.settings import Settings
+from processors.tenants.follower import follow_admin
+from processors.usage.mirror_table import UsageTable
+from processors.usage.threshold_notices import ThresholdNotices, parse_thresholds
+from processors.webhooks.store import WebhookStore
+from schemas import counter_changelog_v1 as changelog
+from schemas.counter_changelog_v1 import CounterKey
+from schemas.topics import ADMIN, COUNTER_CHANGELOG, WEBHOOK_EVENTS
+from storage.cassandra import connect
+
+log = logging.getLogger(__name__)
+
+MIRROR_LAG = Gauge("meterly_mirror_lag_records",
+                   "Changelog records not yet mirrored to Cassandra")
+
+
+class MirrorWorker:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.kafka_bootstrap
+        assert settings.cassandra_hosts
+        self.topic = COUNTER_CHANGELOG.full_name(settings.topic_prefix)
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{settings.topic_prefix}mirror",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        })
+        self.cluster, session = connect(settings.cassandra_hosts)
+        self.table = UsageTable(session, settings.cassandra_keyspace)
+        directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
+                                                   ADMIN.full_name(settings.topic_prefix))
+        self.notices = ThresholdNotices(
+            directory, WebhookStore(session, settings.cassandra_keyspace),
+            idempotent_producer(settings.kafka_bootstrap),
+            WEBHOOK_EVENTS.full_name(settings.topic_prefix),
+            parse_thresholds(settings.usage_thresholds))
+        self._stop = False
+        self._lag_at = 0.0
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def run(self) -> None:
+        self.admin_topic.start()
+        self.consumer.subscribe([self.topic])
+        try:
+            while not self._stop:
+                messages = self.consumer.consume(num_messages=5000, timeout=0.1)
+                latest: dict[CounterKey, tuple[int, Decimal, int]] = {}
+                daily: dict[tuple[str, str, str, date], tuple[int, Decimal, int]] = {}
+                for msg in data_messages(messages):
+                    key, value, offset = msg.key(), msg.value(), msg.offset()
+                    if key is None or key[:1] != changelog.COUNTER or value is None:
+                        continue
+                    if offset is None:
+                        raise RuntimeError("changelog record without offset")
+                    ckey, count, total = changelog.parse_counter(key, value)
+                    latest[ckey] = (count, total, offset)
+                    # The record's own time: a replay files it under the same day.
+                    day = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC).date()
+                    daily[(*ckey, day)] = (count, total, offset)
+                if latest:
+                    self.table.write(latest)
+                    self.table.write_daily(daily)
+                    # Before the offsets are committed: a crash sends a notice again, never
+                    # not at all (receivers drop the repeat by its webhook-id).
+                    self.notices.check(latest)
+                if messages:
+                    with_retries(lambda: self.consumer.commit(asynchronous=False),
+                                 "mirror offset commit")
+                self._report_lag()
+        finally:
+            self.consumer.close()
+            self.admin_topic.stop()
+            self.cluster.shutdown()
+
+    def _report_lag(self) -> None:
+        try:
+            self._measure_lag()
+        except KafkaException as exc:
+            # A metric must never stop the mirror (a broker may be restarting).
+            log.warning("could not measure mirror lag: %s", exc)
+
+    def _measure_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < 5:
+            return
+        self._lag_at = now
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        MIRROR_LAG.set(consumer_lag(self.consumer, assigned, timeout=5))
+
+
+def run_worker(settings: Settings) -> None:
+    worker = MirrorWorker(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _s, _f: worker.stop())
+    worker.run()

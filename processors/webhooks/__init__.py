@@ -1,0 +1,1 @@
+"""Webhooks: signed deliveries, retries, the attempt log, dead letters."""

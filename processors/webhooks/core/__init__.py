@@ -1,0 +1,1 @@
+"""Webhook rules as pure code: signatures, retry schedule, circuit breaker, SSRF rules."""
