@@ -11,11 +11,16 @@ from confluent_kafka import KafkaException
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Errors that mean "ask again, elsewhere": a leader or a group coordinator moved (after a
+#: broker restart), which librdkafka does not always flag as retriable.
+_MOVED = frozenset({"NOT_LEADER_FOR_PARTITION", "_TRANSPORT", "LEADER_NOT_AVAILABLE",
+                    "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
+                    "COORDINATOR_LOAD_IN_PROGRESS"})
 
 
 def with_retries(call: Callable[[], T], what: str, timeout: float = 120.0) -> T:
-    """Run ``call``, retrying retriable Kafka errors (no leader yet, broker down) with
-    back-off until ``timeout``; other errors, and the last one, are raised."""
+    """Run ``call``, retrying retriable Kafka errors (no leader or coordinator yet, broker
+    down) with back-off until ``timeout``; other errors, and the last one, are raised."""
     deadline = time.monotonic() + timeout
     delay = 0.2
     while True:
@@ -23,8 +28,7 @@ def with_retries(call: Callable[[], T], what: str, timeout: float = 120.0) -> T:
             return call()
         except KafkaException as exc:
             err = exc.args[0]
-            if not err.retriable() and err.name() not in ("NOT_LEADER_FOR_PARTITION",
-                                                          "_TRANSPORT", "LEADER_NOT_AVAILABLE"):
+            if not err.retriable() and err.name() not in _MOVED:
                 raise
             if time.monotonic() + delay > deadline:
                 raise
