@@ -9,8 +9,8 @@ reaches every process within a second. Times are RFC 3339 UTC strings.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -153,6 +153,16 @@ def encode(entity: AdminEntity) -> bytes:
     return orjson.dumps({"v": VERSION, "kind": _KINDS[type(entity)], **asdict(entity)})
 
 
+R = TypeVar("R")
+
+
+def _known(cls: type[R], doc: dict[str, Any]) -> R:
+    """``cls`` from the fields of ``doc`` it has: a field added by a newer writer is ignored
+    (adding a field is not a new version; see ``schemas/topics.py``)."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in doc.items() if k in names})
+
+
 def decode(raw: bytes) -> AdminEntity:
     doc: dict[str, Any] = orjson.loads(raw)
     if doc.pop("v", None) != VERSION:
@@ -160,18 +170,18 @@ def decode(raw: bytes) -> AdminEntity:
     kind = doc.pop("kind", None)
     if kind == "tenant":
         doc["billing_address"] = tuple(doc.get("billing_address", ()))
-        return Tenant(**doc)
+        return _known(Tenant, doc)
     if kind == "api_key":
-        return ApiKey(**doc)
+        return _known(ApiKey, doc)
     if kind == "plan":
-        return PlanVersion(**doc)
+        return _known(PlanVersion, doc)
     if kind == "subscription":
-        doc["assignments"] = tuple(Assignment(**a) for a in doc["assignments"])
-        return Subscription(**doc)
+        doc["assignments"] = tuple(_known(Assignment, a) for a in doc["assignments"])
+        return _known(Subscription, doc)
     if kind == "credit":
-        return CreditRecord(**doc)
+        return _known(CreditRecord, doc)
     if kind == "webhook_endpoint":
         doc["event_types"] = tuple(doc["event_types"])
-        doc["secrets"] = tuple(SigningSecret(**x) for x in doc["secrets"])
-        return WebhookEndpoint(**doc)
+        doc["secrets"] = tuple(_known(SigningSecret, x) for x in doc["secrets"])
+        return _known(WebhookEndpoint, doc)
     raise ValueError(f"unknown admin record kind {kind!r}")

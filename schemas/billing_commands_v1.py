@@ -33,4 +33,5 @@ def decode(raw: bytes) -> CloseCommand:
     doc = orjson.loads(raw)
     if doc.pop("v", None) != VERSION:
         raise ValueError("unsupported billing command version")
-    return CloseCommand(**doc)
+    # Fields a newer writer added are ignored; the correlation id is never in the value.
+    return CloseCommand(doc["tenant_id"], doc["period"], doc.get("reason", "schedule"))

@@ -1,8 +1,19 @@
-"""Every Kafka topic Meterly uses, defined once: name, partitions, cleanup and retention.
+"""Every Kafka topic Meterly uses, defined once: name, partitions, cleanup, retention, and
+what its readers do with a record they cannot read.
 
 Names get the deployment's prefix (``METERLY_TOPIC_PREFIX``) when created, so several
-deployments or test runs can share one cluster. A topic name carries its schema version;
-a breaking change to a record format is a new topic, never a silent change of an old one.
+deployments or test runs can share one cluster. A topic name carries its schema version.
+The evolution rule: a writer may add fields (keys to a JSON object, columns to the end of
+an array), and every reader ignores what it does not know, so adding a field is not a new
+version; removing, renaming or changing a field is, and gets a new topic. Example records
+of every topic are in ``schemas/examples/<topic>/`` and are checked against the codecs by
+``tests/unit/test_contracts.py``.
+
+A record a reader cannot decode is handled by the topic's ``on_invalid`` policy, applied
+by one mechanism (``processors.kafka.invalid``): ``dead-letter`` sends it to the topic
+named by ``dead_letter`` with the reason, ``skip`` logs and counts it and reads on, and
+``stop`` fails the reader (its supervisor restarts it and it stops there again) where
+reading past a record would change what the reader's output means.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 DAY_MS = 24 * 60 * 60 * 1000
+OnInvalid = Literal["dead-letter", "skip", "stop"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +33,10 @@ class TopicSpec:
     #: None keeps records forever (compacted topics hold current state).
     retention_ms: int | None
     purpose: str
+    #: What a reader does with a record it cannot decode (see the module docstring).
+    on_invalid: OnInvalid = "skip"
+    #: Where ``dead-letter`` sends such records (a topic name without the prefix).
+    dead_letter: str | None = None
 
     def full_name(self, prefix: str) -> str:
         return f"{prefix}{self.name}"
@@ -37,25 +53,34 @@ class TopicSpec:
 
 # Usage records are keyed by tenant, so one tenant's events stay ordered in one partition.
 # Kept for 40 days: longer than the 35-day deduplication window, so a counter can be
-# rebuilt from the topic for any open period.
+# rebuilt from the topic for any open period. Only Meterly writes it, and its records are
+# accepted usage: the counter stops at one it cannot read rather than leave it uncounted
+# (a record of a newer writer waits for the counter's upgrade).
 USAGE = TopicSpec(
     "usage.v1", 4, "delete", 40 * DAY_MS,
     "accepted usage events, packed per tenant, written by the gateway and the ingest validator",
-)
-INGEST = TopicSpec(
-    "ingest.cloudevents.v1", 4, "delete", 7 * DAY_MS,
-    "CloudEvents (Kafka protocol binding) written by a platform's own services",
+    on_invalid="stop",
 )
 INGEST_DEAD_LETTER = TopicSpec(
     "ingest.dead-letter.v1", 1, "delete", 30 * DAY_MS,
     "ingest records that failed validation, with the reason in a header",
 )
+INGEST = TopicSpec(
+    "ingest.cloudevents.v1", 4, "delete", 7 * DAY_MS,
+    "CloudEvents (Kafka protocol binding) written by a platform's own services",
+    on_invalid="dead-letter", dead_letter=INGEST_DEAD_LETTER.name,
+)
 # Co-partitioned with USAGE (same partition count): partition p holds source partition p's
-# counters and remembered ids. Compacted: the latest counter value per key is kept.
+# counters and remembered ids. Compacted: the latest counter value per key is kept. The
+# counter's own transactional state: a record the mirror or a restoring counter cannot
+# read means the state cannot be trusted, so they stop.
 COUNTER_CHANGELOG = TopicSpec(
     "counter-changelog.v1", USAGE.partitions, "compact", None,
     "the counting worker's state: absolute counters and first-seen ids, transactional",
+    on_invalid="stop",
 )
+# Skip: one unreadable record must not keep every gateway and worker from following the
+# others (a record of a newer writer is read once its reader is upgraded).
 ADMIN = TopicSpec(
     "admin.v1", 1, "compact", None,
     "tenant and API key state, one record per entity, the key cache of every gateway",
@@ -92,3 +117,11 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     USAGE, COUNTER_CHANGELOG, INGEST, INGEST_DEAD_LETTER, ADMIN, INVOICES, BILLING_COMMANDS,
     WEBHOOK_EVENTS, *WEBHOOK_RETRIES, WEBHOOK_DEAD_LETTER,
 )
+
+
+def spec_of(full_name: str, prefix: str) -> TopicSpec:
+    """The definition of the topic ``full_name`` (with the deployment's ``prefix``)."""
+    for spec in ALL_TOPICS:
+        if spec.full_name(prefix) == full_name:
+            return spec
+    raise KeyError(f"{full_name} is not one of Meterly's topics")

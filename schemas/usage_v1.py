@@ -7,7 +7,8 @@ keyed by tenant. The value is JSON:
     {"v": 1, "tenant": "t_...", "events": [[id, source, meter, time_ms, quantity, subject]]}
 
 ``quantity`` is a decimal string (never a float); ``time_ms`` is the event time in Unix
-milliseconds (UTC); ``subject`` may be null. Headers: ``correlation-id``.
+milliseconds (UTC); ``subject`` may be null. Headers: ``correlation-id``. A newer writer
+may append columns to an event, and keys to the object: readers ignore them.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def decode(raw: bytes) -> UsageRecord:
         events = tuple(
             UsageEvent(str(i), str(s), str(m), int(t), Decimal(q),
                        None if sub is None else str(sub))
-            for i, s, m, t, q, sub in doc["events"]
+            for i, s, m, t, q, sub, *_added in doc["events"]
         )
     except RecordError:
         raise

@@ -28,7 +28,14 @@ from processors.billing.core.close import due_period
 from processors.billing.inputs import seller_of
 from processors.billing.invoice_numbers import InvoiceNumbers
 from processors.billing.invoice_store import InvoiceStore
-from processors.kafka.faust_app import bytes_topic, faust_app, header_cid, run_app
+from processors.kafka.faust_app import (
+    bytes_topic,
+    event_place,
+    faust_app,
+    header_cid,
+    run_app,
+)
+from processors.kafka.invalid import invalid_record
 from processors.kafka.transactions import exit_now, idempotent_producer
 from processors.runtime.clock import Clock, clock_from
 from processors.runtime.settings import Settings
@@ -110,9 +117,16 @@ def build_app(settings: Settings, billing: Billing) -> faust.App:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(BATCH, within=1.0):
             try:
-                commands = [replace(billing_commands_v1.decode(e.value),
-                                    correlation_id=header_cid(e))
-                            for e in events if e.value is not None]
+                commands = []
+                for e in events:
+                    if e.value is None:
+                        continue
+                    try:
+                        command = billing_commands_v1.decode(e.value)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        invalid_record(BILLING_COMMANDS, event_place(e), exc)
+                        continue
+                    commands.append(replace(command, correlation_id=header_cid(e)))
                 # The Cassandra driver blocks; keep Faust's event loop (and heartbeats) free.
                 result = await loop.run_in_executor(None, billing.closer.close, commands,
                                                     billing.clock())

@@ -24,7 +24,14 @@ from processors.billing.core import messages
 from processors.billing.core.invoice import InvoiceDocument
 from processors.billing.core.invoice_pdf import render_invoice_pdf
 from processors.billing.invoice_store import InvoiceStore
-from processors.kafka.faust_app import bytes_topic, faust_app, header_cid, run_app
+from processors.kafka.faust_app import (
+    bytes_topic,
+    event_place,
+    faust_app,
+    header_cid,
+    run_app,
+)
+from processors.kafka.invalid import invalid_record
 from processors.kafka.transactions import exit_now, idempotent_producer
 from processors.runtime.operator_token import read_admin_token
 from processors.runtime.settings import Settings
@@ -106,7 +113,11 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
                 # it as it is. A redelivered event renders the same bytes to the same key.
                 docs, cids = [], {}
                 for event in events:
-                    kind, doc = invoice_codec.decode_event(event.value)
+                    try:
+                        kind, doc = invoice_codec.decode_event(event.value)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        invalid_record(INVOICES, event_place(event), exc)
+                        continue
                     if kind == invoice_codec.FINALIZED:
                         docs.append(doc)
                         if (cid := header_cid(event)) is not None:

@@ -45,6 +45,12 @@ def header_cid(event: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def event_place(event: Any) -> str:
+    """Where a Faust event's record is: topic/partition/offset."""
+    message = event.message
+    return f"{message.topic}/{message.partition}/{message.offset}"
+
+
 def run_app(app: faust.App, name: str) -> None:
     """Run ``app`` until SIGTERM, logging JSON lines like every other Meterly process."""
     worker = faust.Worker(app, loglevel="INFO", quiet=True,

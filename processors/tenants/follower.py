@@ -13,9 +13,11 @@ import logging
 
 from processors.kafka.async_producer import AsyncProducer
 from processors.kafka.compacted_topic import TopicFollower
+from processors.kafka.invalid import invalid_record
 from processors.tenants.core.directory import Directory
 from schemas import admin_v1
 from schemas.admin_v1 import AdminEntity
+from schemas.topics import ADMIN
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,8 @@ class AdminTopic:
     def _apply(self, value: bytes, offset: int) -> None:
         try:
             entity = admin_v1.decode(value)
-        except (ValueError, TypeError):
-            # A record this version cannot read (written by a newer one) must not stop
-            # the directory from following the topic.
-            log.exception("unreadable admin record at offset %s", offset)
+        except (ValueError, TypeError, KeyError) as exc:
+            invalid_record(ADMIN, f"{self.topic}/0/{offset}", exc)
             return
         self.directory.apply(entity)
 

@@ -46,6 +46,7 @@ from confluent_kafka import (
 )
 from prometheus_client import Gauge
 
+from processors.kafka.invalid import invalid_record, where
 from processors.kafka.messages import correlation_ids, data_messages
 from processors.kafka.offsets import consumer_lag
 from processors.kafka.retry import with_retries
@@ -196,7 +197,10 @@ class CountingWorker:
                     key, offset = msg.key(), msg.offset()
                     if key is None or offset is None:
                         raise RuntimeError("changelog record without key or offset")
-                    store.restore(key, msg.value(), offset)
+                    try:
+                        store.restore(key, msg.value(), offset)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        invalid_record(COUNTER_CHANGELOG, where(msg), exc)  # stops
                     next_offset = offset + 1
                     applied += 1
                 if not messages:
@@ -266,9 +270,11 @@ class CountingWorker:
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = _Batch(offset)
-            # The gateway and the ingest validator write only valid records; a record that
-            # does not decode is a bug upstream, and skipping it would hide lost usage.
-            batch.records.append(usage_v1.decode(value))
+            try:
+                batch.records.append(usage_v1.decode(value))
+            except usage_v1.RecordError as exc:
+                # usage.v1 stops: skipping a record would leave accepted usage uncounted.
+                invalid_record(USAGE, where(msg), exc)
         folds: dict[int, Fold] = {}
         for partition, batch in batches.items():
             store = self.stores[partition]

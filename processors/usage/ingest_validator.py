@@ -14,9 +14,11 @@ import logging
 import signal
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from confluent_kafka import Consumer, Message
 
+from processors.kafka.invalid import invalid_record, where
 from processors.kafka.messages import data_messages
 from processors.kafka.transactions import (
     commit_or_rewind,
@@ -97,6 +99,12 @@ class IngestValidator:
             raise EventRejected(why)
         return tenant_id, event
 
+    def _dead(self, msg: Message, reason: str) -> None:
+        """The record, unchanged, to the dead-letter topic (in the batch's transaction)."""
+        headers = [*(msg.headers() or []), ("meterly-error", reason.encode()),
+                   ("meterly-source", where(msg).encode())]
+        self.producer.produce(self.dead_letter, msg.value(), key=msg.key(), headers=headers)
+
     def _process(self, messages: list[Message]) -> None:
         now = datetime.now(UTC)
         window = AcceptanceWindow.at(now, self.grace)
@@ -108,12 +116,7 @@ class IngestValidator:
                 tenant_id, event = self.validate(msg, now, window)
             except EventRejected as exc:
                 rejected += 1
-                headers = [*(msg.headers() or []),
-                           ("meterly-error", str(exc).encode()),
-                           ("meterly-source", f"{msg.topic()}/{msg.partition()}/"
-                                              f"{msg.offset()}".encode())]
-                self.producer.produce(self.dead_letter, msg.value(), key=msg.key(),
-                                      headers=headers)
+                invalid_record(INGEST, where(msg), exc, partial(self._dead, msg))
                 continue
             valid[tenant_id].append(event)
         for tenant_id, events in valid.items():

@@ -17,6 +17,7 @@ from decimal import Decimal
 from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Gauge
 
+from processors.kafka.invalid import invalid_record, where
 from processors.kafka.messages import data_messages
 from processors.kafka.offsets import consumer_lag
 from processors.kafka.retry import with_retries
@@ -78,7 +79,10 @@ class MirrorWorker:
                         continue
                     if offset is None:
                         raise RuntimeError("changelog record without offset")
-                    ckey, count, total = changelog.parse_counter(key, value)
+                    try:
+                        ckey, count, total = changelog.parse_counter(key, value)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        invalid_record(COUNTER_CHANGELOG, where(msg), exc)
                     latest[ckey] = (count, total, offset)
                     # The record's own time: a replay files it under the same day.
                     day = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC).date()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from processors.kafka.compacted_topic import read_to_end, reader, total_records
+from processors.kafka.invalid import invalid_record, where
 from processors.runtime.settings import Settings
 from processors.usage.mirror_table import UsageTable
 from schemas import counter_changelog_v1 as changelog
@@ -46,7 +47,10 @@ def rebuild_mirror(settings: Settings, progress: Callable[[str], None]) -> int:
                     continue
                 if offset is None:
                     continue
-                ckey, count, quantity = changelog.parse_counter(key, value)
+                try:
+                    ckey, count, quantity = changelog.parse_counter(key, value)
+                except (ValueError, KeyError, TypeError) as exc:
+                    invalid_record(COUNTER_CHANGELOG, where(msg), exc)  # stops
                 latest[ckey] = (count, quantity, offset)
             if len(latest) >= FLUSH_EVERY:
                 table.write(latest)

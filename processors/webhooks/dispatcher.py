@@ -42,6 +42,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from yarl import URL
 
 from processors.kafka.async_producer import AsyncProducer
+from processors.kafka.invalid import invalid_record
 from processors.kafka.offset_tracker import OffsetTracker
 from processors.kafka.offsets import topic_depth
 from processors.runtime.settings import Settings
@@ -55,7 +56,7 @@ from processors.webhooks.store import Attempt, WebhookStore
 from schemas import webhooks_v1
 from schemas.admin_v1 import WebhookEndpoint
 from schemas.rfc3339 import now_text, parse_time
-from schemas.topics import ADMIN, WEBHOOK_DEAD_LETTER, WEBHOOK_EVENTS, WEBHOOK_RETRIES
+from schemas.topics import ADMIN, WEBHOOK_DEAD_LETTER, WEBHOOK_EVENTS, WEBHOOK_RETRIES, spec_of
 from schemas.webhooks_v1 import Delivery, Message
 from storage.cassandra import connect
 
@@ -324,6 +325,7 @@ class Consumer:
         assert settings.kafka_bootstrap
         self.dispatcher = dispatcher
         prefix = settings.topic_prefix
+        self.prefix = prefix
         self.events_topic = WEBHOOK_EVENTS.full_name(prefix)
         self.topics = [self.events_topic, *dispatcher.retry_topics]
         self.kafka = AIOKafkaConsumer(
@@ -390,11 +392,17 @@ class Consumer:
         """Start handling one record; False when its partition must wait (not due yet)."""
         if value is None:
             return True
-        if tp.topic == self.events_topic:
-            work: Awaitable[None] = self.dispatcher.handle_message(
-                webhooks_v1.decode_message(value), _cid(headers))
+        try:
+            decoded = (webhooks_v1.decode_message(value) if tp.topic == self.events_topic
+                       else webhooks_v1.decode_delivery(value))
+        except (ValueError, KeyError, TypeError) as exc:
+            invalid_record(spec_of(tp.topic, self.prefix), f"{tp.topic}/{tp.partition}/{offset}",
+                           exc)
+            return True
+        if isinstance(decoded, webhooks_v1.Message):
+            work: Awaitable[None] = self.dispatcher.handle_message(decoded, _cid(headers))
         else:
-            delivery = webhooks_v1.decode_delivery(value)
+            delivery = decoded
             wait = delivery.due_ms / 1000 - self.dispatcher.clock()
             if wait > 0:
                 self._hold(tp, offset, wait)
