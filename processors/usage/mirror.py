@@ -24,9 +24,10 @@ from processors.kafka.retry import with_retries
 from processors.kafka.transactions import idempotent_producer
 from processors.runtime.settings import Settings
 from processors.tenants.follower import follow_admin
+from processors.usage.core.thresholds import parse_thresholds
 from processors.usage.mirror_table import UsageTable
-from processors.usage.threshold_notices import ThresholdNotices, parse_thresholds
-from processors.webhooks.store import WebhookStore
+from processors.usage.threshold_ledger import ThresholdLedger
+from processors.usage.threshold_notices import ThresholdNotices
 from schemas import counter_changelog_v1 as changelog
 from schemas.counter_changelog_v1 import CounterKey
 from schemas.topics import ADMIN, COUNTER_CHANGELOG, WEBHOOK_EVENTS
@@ -55,7 +56,7 @@ class MirrorWorker:
         directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
                                                    ADMIN.full_name(settings.topic_prefix))
         self.notices = ThresholdNotices(
-            directory, WebhookStore(session, settings.cassandra_keyspace),
+            directory, ThresholdLedger(session, settings.cassandra_keyspace),
             idempotent_producer(settings.kafka_bootstrap),
             WEBHOOK_EVENTS.full_name(settings.topic_prefix),
             parse_thresholds(settings.usage_thresholds))

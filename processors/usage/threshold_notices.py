@@ -1,13 +1,13 @@
 """usage.threshold_reached: a tenant passed a share of its plan's included quantity.
 
-The mirror worker sees every counter's new value; ``crossed`` (pure) says which thresholds
-a value has reached, and ``ThresholdNotices`` sends each (tenant, period, meter, percent)
-once: a Cassandra row claims it, the message goes to Kafka, then the row is marked sent.
+The mirror worker sees every counter's new value; ``crossed`` (``processors.usage.core.
+thresholds``) says which thresholds a value has reached, and ``ThresholdNotices`` sends each
+(tenant, period, meter, percent) once: a Cassandra row claims it (``ThresholdLedger``), the
+message goes to Kafka, then the row is marked sent.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,38 +17,19 @@ from confluent_kafka import Producer
 from processors.tenants.core.directory import Directory
 from processors.tenants.core.subscriptions import assignment_at
 from processors.usage.core.periods import period_bounds
-from processors.webhooks.store import WebhookStore
+from processors.usage.core.thresholds import crossed, message_id
+from processors.usage.threshold_ledger import ThresholdLedger
 from schemas import webhooks_v1
 from schemas.counter_changelog_v1 import CounterKey
 from schemas.plans_v1 import PlanSpec
 from schemas.rfc3339 import time_text
 
 
-def parse_thresholds(text: str) -> tuple[int, ...]:
-    values = sorted({int(p) for p in text.split(",") if p.strip()})
-    if any(not 0 < p <= 1000 for p in values):
-        raise ValueError("usage thresholds are percentages between 1 and 1000")
-    return tuple(values)
-
-
-def crossed(quantity: Decimal, included: Decimal, thresholds: Sequence[int]) -> list[int]:
-    """The thresholds (percent of ``included``) that ``quantity`` has reached."""
-    if included <= 0:
-        return []
-    return [p for p in thresholds if quantity * 100 >= included * p]
-
-
-def message_id(tenant_id: str, period: str, meter: str, percent: int) -> str:
-    digest = hashlib.blake2b(f"{tenant_id}\x00{period}\x00{meter}\x00{percent}".encode(),
-                             digest_size=12).hexdigest()
-    return f"msg_thr_{digest}"
-
-
 class ThresholdNotices:
-    def __init__(self, directory: Directory, store: WebhookStore, producer: Producer, topic: str,
-                 thresholds: Sequence[int]) -> None:
+    def __init__(self, directory: Directory, ledger: ThresholdLedger, producer: Producer,
+                 topic: str, thresholds: Sequence[int]) -> None:
         self.directory = directory
-        self.store = store
+        self.ledger = ledger
         self.producer = producer
         self.topic = topic
         self.thresholds = thresholds
@@ -79,7 +60,7 @@ class ThresholdNotices:
                 if key in self._done:
                     continue
                 self._done.add(key)
-                if not self.store.notice_due(*key):
+                if not self.ledger.notice_due(*key):
                     continue
                 message = webhooks_v1.Message(
                     message_id(*key), webhooks_v1.USAGE_THRESHOLD, tenant_id,
@@ -93,5 +74,5 @@ class ThresholdNotices:
         if sent:
             if self.producer.flush(30):
                 raise RuntimeError("threshold notices not acknowledged by Kafka")
-            self.store.notice_sent(sent)
+            self.ledger.notice_sent(sent)
         return len(sent)

@@ -1,5 +1,5 @@
-"""Cassandra side of webhooks: sent messages (for replay), the attempt log, endpoint health,
-and the once-only record of usage threshold notices."""
+"""Cassandra side of webhooks: sent messages (for replay), the attempt log, endpoint
+health."""
 
 from __future__ import annotations
 
@@ -88,14 +88,7 @@ class WebhookStore:
         self._health = session.prepare(
             f"SELECT failing_since, last_success_at, last_failure_at "
             f"FROM {keyspace}.webhook_endpoint_health WHERE endpoint_id = ?")
-        self._notice = session.prepare(
-            f"INSERT INTO {keyspace}.usage_threshold_notices (tenant_id, period, meter, percent, "
-            "notified_at, sent) VALUES (?, ?, ?, ?, ?, false) IF NOT EXISTS")
-        self._notice_sent = session.prepare(
-            f"UPDATE {keyspace}.usage_threshold_notices SET sent = true "
-            "WHERE tenant_id = ? AND period = ? AND meter = ? AND percent = ?")
-        for statement in (self._failing_since, self._notice):
-            statement.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        self._failing_since.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
 
     # ---- asyncio side (the dispatcher) ------------------------------------------------
 
@@ -141,16 +134,6 @@ class WebhookStore:
         rows = await execute(self.session, self._health, (endpoint_id,))
         since = _utc(rows[0].failing_since) if rows else None
         return since or at
-
-    def notice_due(self, tenant_id: str, period: str, meter: str, percent: int) -> bool:
-        """True unless this threshold notice was already sent (blocking; the mirror's side)."""
-        row = self.session.execute(self._notice, (tenant_id, period, meter, percent,
-                                                  datetime.now(UTC))).one()
-        return bool(row.applied or not row.sent)
-
-    def notice_sent(self, keys: Sequence[tuple[str, str, str, int]]) -> None:
-        for key in keys:
-            self.session.execute(self._notice_sent, key)
 
     # ---- blocking side (the gateway, in a thread) ---------------------------------------
 

@@ -43,6 +43,7 @@ def test_a_service_that_never_gets_ready_is_stopped_and_reported(tmp_path: Path)
     assert running_pid(service) is None
 
 
+@pytest.mark.loopback
 def test_a_busy_port_is_named(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

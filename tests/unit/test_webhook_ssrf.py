@@ -112,6 +112,7 @@ def test_urls_that_are_not_plain_http_are_refused(url: str, message: str) -> Non
     assert "s3cr3t" not in str(refused.value)
 
 
+@pytest.mark.loopback
 def test_the_default_resolver_is_the_system_one() -> None:
     with pytest.raises(UrlRefused, match="localhost"):
         check_url("http://localhost:8080/", (), getaddrinfo)
@@ -156,6 +157,7 @@ class FixedResolver(AbstractResolver):
         self.closed = True
 
 
+@pytest.mark.loopback
 def test_the_guarded_resolver_against_localhost() -> None:
     async def main() -> None:
         refusing = GuardedResolver(())
@@ -201,6 +203,7 @@ def test_a_rebound_name_fails_the_connection_as_a_dns_error() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.loopback
 def test_aiohttp_does_not_ask_the_resolver_about_ip_literals() -> None:
     # Why check_url must run on every URL: this connection is only stopped by the port
     # being closed, not by the guard.
