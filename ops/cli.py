@@ -123,6 +123,11 @@ def cmd_prepare(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_demo(_args: argparse.Namespace) -> int:
+    say("meterly demo runs from a checkout of Meterly (git clone, then ./ops/run.sh)")
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterly", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,12 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("prepare", help="create topics and apply Cassandra migrations").set_defaults(
         func=cmd_prepare
     )
-    from ops import cli_admin, cli_billing, demo, doctor
+    from ops import cli_admin, cli_billing, doctor
 
     doctor.add_parser(sub)
     cli_billing.add_parser(sub)
     cli_admin.add_parsers(sub)
-    demo.add_parser(sub)
+    try:
+        from ops import demo
+    except ImportError:  # an installed Meterly: the demo ships with the checkout only
+        sub.add_parser("demo", help="sample tenants and traffic (from a checkout of Meterly)"
+                       ).set_defaults(func=_no_demo)
+    else:
+        demo.add_parser(sub)
     return parser
 
 

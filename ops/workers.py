@@ -12,7 +12,6 @@ WORKERS: dict[str, str] = {
     "counter": "processors.usage.counter",
     "mirror": "processors.usage.mirror",
     "ingest-validator": "processors.usage.ingest_validator",
-    "admin-applier": "processors.tenants.applier",
     "billing": "processors.billing.close_worker",
     "invoice-renderer": "processors.billing.renderer",
     "webhook-dispatcher": "processors.webhooks.dispatcher",

@@ -28,7 +28,6 @@ class Tenant:
     created_at: str
     updated_at: str
     plan: str | None = None
-    webhook_url: str | None = None
     #: Token bucket refill per second for each of the tenant's keys; None = the default.
     rate_limit_per_second: int | None = None
     #: Tax rate in percent as a decimal string ("19"); None: no tax line.

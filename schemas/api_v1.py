@@ -41,7 +41,6 @@ class TenantCreate(_Strict):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     plan: str | None = Field(default=None, max_length=100,
                              description="assign the latest version of this plan from now")
-    webhook_url: HttpUrl | None = None
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
     tax_rate: Decimal | None = Field(default=None, ge=0, le=100, description="percent")
     payment_terms_days: int | None = Field(default=None, ge=0, le=365)
@@ -52,7 +51,6 @@ class TenantUpdate(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     billing_email: BillingEmail | None = None
     plan: str | None = Field(default=None, max_length=100)
-    webhook_url: HttpUrl | None = None
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
     tax_rate: Decimal | None = Field(default=None, ge=0, le=100, description="percent")
     payment_terms_days: int | None = Field(default=None, ge=0, le=365)
@@ -66,7 +64,6 @@ class TenantPublic(BaseModel):
     currency: str
     status: Literal["active", "suspended"]
     plan: str | None
-    webhook_url: str | None
     rate_limit_per_second: int | None
     tax_rate: str | None = None
     payment_terms_days: int | None = None

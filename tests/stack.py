@@ -74,7 +74,7 @@ class Stack:
             w.stop()
 
 
-CORE_WORKERS = ("counter", "mirror", "ingest-validator", "admin-applier")
+CORE_WORKERS = ("counter", "mirror", "ingest-validator")
 BILLING_WORKERS = ("billing", "invoice-renderer")
 
 

@@ -52,7 +52,7 @@ async def create_tenant(runtime: Runtime, body: TenantCreate) -> TenantPublic:
     tenant = Tenant(
         id=f"ten_{secrets.token_hex(8)}", name=body.name, billing_email=str(body.billing_email),
         currency=body.currency, status="active", created_at=now, updated_at=now,
-        plan=body.plan, webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        plan=body.plan,
         rate_limit_per_second=body.rate_limit_per_second,
         tax_rate=None if body.tax_rate is None else str(body.tax_rate),
         payment_terms_days=body.payment_terms_days,
@@ -80,8 +80,6 @@ async def update_tenant(runtime: Runtime, tenant_id: str, body: TenantUpdate) ->
     changes = body.model_dump(exclude_unset=True)
     if "billing_email" in changes:
         changes["billing_email"] = str(changes["billing_email"])
-    if changes.get("webhook_url") is not None:
-        changes["webhook_url"] = str(changes["webhook_url"])
     if changes.get("tax_rate") is not None:
         changes["tax_rate"] = str(changes["tax_rate"])
     if "billing_address" in changes:

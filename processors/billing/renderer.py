@@ -1,10 +1,22 @@
-"""The invoice renderer (Faust): each finalized invoice -> a PDF in the object store.
+"""The invoice renderer (Faust): each finalized or voided invoice -> a PDF in the object
+store.
 
-It consumes ``invoice.finalized`` from the invoices topic, re-reads the invoice from
-Cassandra (the source of truth), renders it with fpdf2, stores it under
-``invoices/<tenant>/<invoice id>.pdf`` and records the key and SHA-256 on the invoice.
-Rendering is deterministic, so an event handled twice after a crash stores the same bytes
-under the same key: at-least-once delivery is exactly enough.
+Protocol, per batch of invoices.v1 events (Faust, at least once):
+
+1. Decode each event (an unreadable one is skipped, ``schemas.topics``). The event carries
+   the invoice as it was numbered (``invoice.finalized``) or voided (``invoice.voided``).
+2. Render each with fpdf2 (deterministic: the same invoice gives the same bytes).
+3. Store the PDFs: ``invoices/<tenant>/<id>.pdf``, or ``<id>-void.pdf`` with the VOID
+   watermark for a voided invoice (the finalized PDF stays as it was).
+4. Record each key and SHA-256 on the invoice in Cassandra, only after step 3: a recorded
+   PDF always exists.
+5. For a finalized invoice, send ``invoice.finalized`` to the webhook-events topic with an
+   expiring link (after step 4, so the link works).
+6. Faust commits the batch's offsets.
+
+A crash before step 6 redelivers the batch: steps 2 to 4 write the same bytes under the
+same keys, and step 5 sends the same message id again, which receivers drop. So
+at-least-once delivery is exactly enough.
 """
 
 from __future__ import annotations
@@ -50,6 +62,10 @@ def pdf_key(tenant_id: str, invoice_id: str) -> str:
     return f"invoices/{tenant_id}/{invoice_id}.pdf"
 
 
+def void_pdf_key(tenant_id: str, invoice_id: str) -> str:
+    return f"invoices/{tenant_id}/{invoice_id}-void.pdf"
+
+
 def render_and_store(store: InvoiceStore, objects: ObjectStore,
                      refs: Sequence[tuple[str, str]]) -> int:
     """Render and store the PDFs of the finalized invoices in ``refs`` that lack one."""
@@ -80,11 +96,11 @@ def store_pdfs(store: InvoiceStore, objects: ObjectStore, docs: Sequence[Invoice
                producer: Producer | None = None, messages_topic: str = "",
                cids: Mapping[str, str] | None = None) -> int:
     """Render ``docs``, store the PDFs, then record their keys and SHA-256 on the invoices
-    and (with a producer) announce them as webhook messages."""
+    and (with a producer) announce the finalized ones as webhook messages."""
     stored, files = [], []
     for doc in docs:
         pdf = render_invoice_pdf(doc)
-        key = pdf_key(doc.tenant_id, doc.id)
+        key = (void_pdf_key if doc.status == "void" else pdf_key)(doc.tenant_id, doc.id)
         files.append((key, pdf, "application/pdf"))
         stored.append((doc.tenant_id, doc.id, key, hashlib.sha256(pdf).hexdigest()))
     put_all(objects, files)
@@ -94,7 +110,9 @@ def store_pdfs(store: InvoiceStore, objects: ObjectStore, docs: Sequence[Invoice
     if producer is not None:
         # After the PDFs are recorded: the message's link always works. A crash before
         # this line renders again on redelivery and sends then.
-        announce(producer, messages_topic, objects, docs, stored, cids or {})
+        voided = {d.id for d in docs if d.status == "void"}
+        announce(producer, messages_topic, objects, docs,
+                 [s for s in stored if s[1] not in voided], cids or {})
     return len(stored)
 
 
@@ -109,22 +127,28 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(BATCH, within=0.5):
             try:
-                # The event carries the finalized invoice, immutable once numbered: render
-                # it as it is. A redelivered event renders the same bytes to the same key.
-                docs, cids = [], {}
+                # The event carries the invoice, immutable once numbered: render it as it
+                # is. A redelivered event renders the same bytes to the same key.
+                latest: dict[str, InvoiceDocument] = {}
+                cids: dict[str, str] = {}
                 for event in events:
                     try:
                         kind, doc = invoice_codec.decode_event(event.value)
                     except (ValueError, KeyError, TypeError) as exc:
                         invalid_record(INVOICES, event_place(event), exc)
                         continue
-                    if kind == invoice_codec.FINALIZED:
-                        docs.append(doc)
+                    if kind in (invoice_codec.FINALIZED, invoice_codec.VOIDED):
+                        # A voided invoice renders with the VOID mark, whichever event
+                        # carried it (a re-sent invoice.finalized can carry one).
+                        # The later event of an invoice wins (a void follows its finalize
+                        # in the tenant's partition).
+                        latest[doc.id] = doc
                         if (cid := header_cid(event)) is not None:
                             cids[doc.id] = cid
                 # Cassandra, the object store and fpdf2 all block; Faust's loop stays free.
-                count = await loop.run_in_executor(None, store_pdfs, store, objects, docs,
-                                                   producer, messages_topic, cids)
+                count = await loop.run_in_executor(None, store_pdfs, store, objects,
+                                                   list(latest.values()), producer,
+                                                   messages_topic, cids)
             except Exception:  # noqa: BLE001 - any failure means exit and restart
                 exit_now()
             log.info("invoice PDFs stored", extra={

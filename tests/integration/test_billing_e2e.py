@@ -247,6 +247,17 @@ def test_period_close_invoices_pdf_late_usage_and_void(stack: Stack, clock: Path
         assert voided.json()["number"] == first["number"]
         draft_void = admin.post(f"/v1/admin/tenants/{acme}/invoices/nope/void")
         assert draft_void.status_code == 404
+        # The renderer turns invoice.voided into a VOID PDF beside the finalized one.
+        void_doc = wait_until("the VOID PDF", lambda: (
+            d := admin.get(f"/v1/admin/tenants/{acme}/invoices/{first['id']}").json()
+        )["pdf_sha256"] not in (None, first["pdf_sha256"]) and d, timeout=60)
+        assert void_doc["pdf_url"].split("?")[0].endswith(f"{first['id']}-void.pdf")
+        void_pdf = httpx.get(void_doc["pdf_url"], timeout=30)
+        assert hashlib.sha256(void_pdf.content).hexdigest() == void_doc["pdf_sha256"]
+        void_text = "\n".join(p.extract_text() for p in PdfReader(BytesIO(void_pdf.content)).pages)
+        assert "VOID" in void_text
+        assert first["number"] in void_text
+        assert "VOID" not in text  # the finalized PDF, read above, has no mark
     with stack.client(token=quiet_key) as client:
         stranger = client.get(f"/v1/invoices/{first['id']}")
         assert stranger.status_code == 404

@@ -259,28 +259,3 @@ def test_rate_limit_answers_429_with_headers(stack: Stack) -> None:
     assert int(limited[0].headers["Retry-After"]) >= 1
     assert limited[0].headers["RateLimit-Limit"] == "5"
     assert codes[0].headers["RateLimit-Remaining"] == "4"
-
-
-def test_admin_changes_reach_cassandra(stack: Stack) -> None:
-    from processors.tenants.admin_tables import AdminTables
-    from storage.cassandra import connect
-
-    tenant, _key = stack.new_tenant("Mirrored")
-    with stack.client(0) as operator:
-        operator.post(f"/v1/admin/tenants/{tenant}/suspend")
-    assert stack.settings.cassandra_hosts
-    cluster, session = connect(stack.settings.cassandra_hosts)
-    try:
-        tables = AdminTables(session, stack.settings.cassandra_keyspace)
-        deadline = time.monotonic() + 60
-        while tables.tenant_status(tenant) != "suspended":
-            assert time.monotonic() < deadline, "the admin applier did not write the tenant"
-            time.sleep(0.3)
-        keys = list(session.execute(
-            f"SELECT prefix, key_hash FROM {stack.settings.cassandra_keyspace}.api_keys "
-            "WHERE tenant_id = %s", (tenant,)))
-        assert len(keys) == 1
-        assert keys[0].prefix.startswith("mtr_")
-        assert len(keys[0].key_hash) == 64
-    finally:
-        cluster.shutdown()

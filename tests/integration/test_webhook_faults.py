@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(
         settings, tmp_path_factory.mktemp("webhook-faults"), gateways=1,
-        workers=("admin-applier", "webhook-dispatcher"),
+        workers=("webhook-dispatcher",),
         extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
                    "METERLY_WEBHOOK_RETRY_SCHEDULE": "1,1,1,1,1,1,1",
                    "METERLY_WEBHOOK_BREAKER_COOLDOWN": "1",

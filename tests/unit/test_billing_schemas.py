@@ -293,7 +293,7 @@ def test_invoice_event_round_trip(kind: str) -> None:
 TENANT = Tenant(
     id="acme", name="Acme Corp", billing_email="ap@acme.example", currency="EUR",
     status="active", created_at="2026-01-05T09:00:00.000Z",
-    updated_at="2026-11-02T10:11:12.345Z", plan="pro", webhook_url="https://acme.example/hook",
+    updated_at="2026-11-02T10:11:12.345Z", plan="pro",
     rate_limit_per_second=250, tax_rate="19", payment_terms_days=14,
     billing_address=("1 Infinite Loop", "Cupertino", "USA"))
 PLAN_RECORD = PlanVersion("pro", 7, "2026-10-01T00:00:00.000Z", SPEC_JSON)

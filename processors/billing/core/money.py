@@ -48,9 +48,6 @@ class Money:
             raise CurrencyError(f"cannot add {other.currency} to {self.currency}")
         return Money(self.amount + other.amount, self.currency)
 
-    def rounded(self) -> Money:
-        return Money(round_to_minor(self.amount, self.currency), self.currency)
-
     @property
     def minor(self) -> int:
         """The amount in minor units (cents); only for amounts already rounded."""
