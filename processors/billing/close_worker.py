@@ -2,15 +2,30 @@
 
 Two parts in one app:
 
-- A timer on the Faust leader: when a period's end plus grace has passed (by the worker's
-  ``Clock``), it enqueues one close command per subscribed tenant on
-  ``billing-commands.v1`` and records the run in Cassandra, so a period is swept once.
-  Operators enqueue the same commands on demand (``POST /v1/admin/billing/close``,
-  ``meterly billing close``).
-- An agent on that topic, keyed by tenant: it closes batches of commands with
-  ``PeriodCloser`` (price, store the draft, number it gaplessly, announce
-  ``invoice.finalized``). Faust's at-least-once delivery is enough: every step is
-  idempotent, so a command processed twice after a crash changes nothing.
+- A timer on the Faust leader (``Billing.sweep``): when a period's end plus grace has
+  passed (by the worker's ``Clock``), it enqueues one close command per subscribed tenant
+  on ``billing-commands.v1``, waits for Kafka's acknowledgement, and only then records the
+  run in Cassandra, so a period is swept once (a crash in between sweeps it again, which
+  the closer's idempotence absorbs). Operators enqueue the same commands on demand
+  (``POST /v1/admin/billing/close``, ``meterly billing close``).
+- An agent on that topic, keyed by tenant (so one tenant's closes run in order on one
+  worker). Protocol, per batch of commands (``PeriodCloser.close``):
+
+  1. Decode the commands (an unreadable one is skipped, ``schemas.topics``).
+  2. Read the tenants' invoices and the counters of the period and of the invoiced periods
+     late usage may reach, from Cassandra.
+  3. Compose each tenant's draft from a snapshot of its directory records (pure,
+     ``processors.billing.core.close``); an invoice already numbered is left as it is.
+  4. Store the drafts (created once per tenant and period, refreshed until numbered).
+  5. Number them gaplessly (``processors.billing.invoice_numbers``: a claim that records
+     its batch, so a claimer that dies leaves no gap).
+  6. Send ``invoice.finalized`` for every numbered invoice without a PDF yet, and wait for
+     Kafka's acknowledgement.
+  7. Faust commits the batch's offsets.
+
+  A crash before 7 redelivers the batch: the invoice id is derived from tenant and period,
+  a numbered invoice never changes, and 6 sends the same events again (the renderer is
+  idempotent). Faust's at-least-once delivery is therefore exact.
 """
 
 from __future__ import annotations

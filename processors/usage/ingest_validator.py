@@ -1,11 +1,19 @@
 """The ingest validator: CloudEvents from the Kafka ingest topic into the counting path.
 
 Platform services write CloudEvents (Kafka protocol binding, tenant id as the record key)
-to ``ingest.cloudevents.v1``. This worker validates each record the way the HTTP gateway
-does, packs valid events per tenant into ``usage.v1`` records, and sends every invalid
-record to ``ingest.dead-letter.v1`` with the reason in a ``meterly-error`` header. Outputs
-and consumed offsets commit in one Kafka transaction, so a crash neither loses nor repeats
-a record; the counting worker's deduplication handles a client's own resends.
+to ``ingest.cloudevents.v1``. Protocol, per batch, in one Kafka transaction:
+
+1. Begin a transaction (a stable transactional id per worker fences a dead predecessor).
+2. Validate each record the way the HTTP gateway does: a known, active tenant as the key,
+   a CloudEvent, a time inside the acceptance window.
+3. Pack the valid events per tenant into ``usage.v1`` records.
+4. Send every invalid record, unchanged, to ``ingest.dead-letter.v1`` with the reason in a
+   ``meterly-error`` header (the topic's ``dead-letter`` policy).
+5. Add the consumed offsets to the transaction and commit it (``commit_or_rewind``).
+
+A crash before 5 aborts the transaction: nothing of the batch is visible to the counter
+(it reads committed records only) and the batch is read again, so a record is neither lost
+nor repeated; the counter's deduplication handles a client's own resends.
 """
 
 from __future__ import annotations

@@ -1,9 +1,20 @@
 """The mirror worker: counter changelog -> Cassandra ``usage_by_period``.
 
-Order per batch: read committed changelog records, keep the latest value per counter,
-write them to Cassandra (versioned by offset, see ``processors.usage.mirror_table``), and only then
-commit the consumer offsets. A crash anywhere replays a suffix, and replayed writes carry
-the same versions, so after any fault Cassandra converges to the changelog's values.
+Protocol, per batch:
+
+1. Read committed changelog records (``read_committed``: an aborted transaction's records
+   never arrive). An unreadable counter record stops the mirror (``schemas.topics``).
+2. Keep the latest value per counter (and per counter and day, for the console's charts).
+3. Write them to Cassandra ``USING TIMESTAMP <changelog offset>``
+   (``processors.usage.mirror_table``): a replayed or reordered write never moves a counter
+   back.
+4. Send the usage threshold notices the new values call for (each once: a Cassandra claim,
+   the message, then the claim marked sent).
+5. Commit the consumer offsets, only after 3 and 4.
+
+A crash anywhere before 5 replays a suffix; the replayed writes carry the same versions
+and the notices the same message ids, so after any fault Cassandra converges to the
+changelog's values and no notice is lost.
 """
 
 from __future__ import annotations

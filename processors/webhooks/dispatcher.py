@@ -6,11 +6,25 @@ delivery's next attempt means pausing one partition until its head record is due
 seeking back to it), and committing offsets only up to the oldest delivery still in
 flight; both need the consumer's partition controls, which Faust's streams do not expose.
 
-Guarantees:
+Protocol, per record of webhook-events.v1 or a retry topic:
 
-- At least once, never zero times: a record's offset is committed only after its attempt
-  is logged and, when it failed, after its next step (a retry topic or the dead-letter
-  topic) acknowledged the delivery. A crash repeats deliveries (same ``webhook-id``).
+1. Take the record (``Consumer._take``); an unreadable one is skipped (``schemas.topics``).
+   A delivery from a retry topic that is not due yet pauses its partition at that offset.
+2. A message fans out to one delivery per enabled endpoint subscribed to its type; the
+   message is saved in Cassandra (for replays) alongside the first attempts.
+3. Attempt: sign (Standard Webhooks), POST without redirects through the SSRF guard, unless
+   the endpoint's circuit is open (then the delivery waits in a retry topic, no attempt
+   used) or the endpoint is disabled (then it goes to the dead-letter topic).
+4. Log the attempt in Cassandra and mark the endpoint healthy or failing (disabling it on
+   the admin topic after days of failures).
+5. A failed attempt's delivery goes to the next retry topic, or to the dead-letter topic
+   after the last one; Kafka acknowledges it.
+6. The record is finished only when 2 to 5 are done; offsets are committed up to the
+   oldest unfinished record (``OffsetTracker``), periodically and before a rebalance.
+
+A crash before step 6 reads the record again and repeats 2 to 5: at least once, never zero
+times; the receiver gets the same ``webhook-id`` and drops the repeat. Other guarantees:
+
 - No sleeping in the consumer: every record of a retry topic waits the same delay, so the
   topic is in due order; a partition whose head is not due is paused, the others go on.
 - Each endpoint has a circuit breaker: after 5 failures in a row, no request goes to it for

@@ -68,6 +68,9 @@ def _endpoint(stack: Stack, tenant: str, url: str) -> tuple[str, str]:
 
 
 def test_sigkilled_dispatcher_loses_no_delivery(settings: Settings, stack: Stack) -> None:
+    """Attacks step 6 of the dispatcher's protocol (processors/webhooks/dispatcher.py): the
+    kill lands while deliveries are between their attempt (3) and the commit of their
+    offsets (6), so the restarted dispatcher must repeat them rather than lose any."""
     receiver = Receiver()
     try:
         receiver.start()
