@@ -1,11 +1,14 @@
-"""Cassandra sessions from a ``host[:port],...`` contact-point list."""
+"""Cassandra sessions from a ``host[:port],...`` contact-point list, and statements prepared
+with their consistency levels."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import PreparedStatement
 
 DEFAULT_PORT = 9042
 
@@ -55,3 +58,15 @@ def connect(
     )
     session = cluster.connect(keyspace)
     return cluster, session
+
+
+def prepare(session: Session, cql: str, consistency: int | None = None,
+            serial: bool = False) -> PreparedStatement:
+    """``cql`` prepared; ``consistency`` is a ``ConsistencyLevel`` (None: the session's
+    default), and ``serial`` gives a lightweight transaction LOCAL_SERIAL."""
+    statement = session.prepare(cql)
+    if consistency is not None:
+        statement.consistency_level = consistency
+    if serial:
+        statement.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+    return statement

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cassandra.cluster import Session
@@ -52,6 +53,13 @@ def settings(infra: Infra, run_id: str) -> Settings:
     )
     prepare(s, infra.kafka_bootstrap, infra.cassandra_hosts)
     return s
+
+
+@pytest.fixture(scope="module")
+def clock(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clock file for workers started with METERLY_CLOCK_FILE (processors.runtime.clock):
+    a test moves their time by writing an RFC 3339 instant to it."""
+    return tmp_path_factory.mktemp("clock") / "now"
 
 
 @pytest.fixture(scope="module")

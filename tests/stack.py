@@ -62,6 +62,12 @@ class Stack:
             assert key.status_code == 201, key.text
             return tenant_id, key.json()["key"]
 
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for gw in self.gateways:
             gw.proc.terminate()
@@ -76,6 +82,7 @@ class Stack:
 
 CORE_WORKERS = ("counter", "mirror", "ingest-validator")
 BILLING_WORKERS = ("billing", "invoice-renderer")
+ALL_WORKERS = (*CORE_WORKERS, *BILLING_WORKERS, "webhook-dispatcher")
 
 
 def start_stack(settings: Settings, tmp: Path, gateways: int = 2,

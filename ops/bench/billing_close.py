@@ -15,7 +15,6 @@ written to Cassandra bare, and the same number of PDFs rendered in one process.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import subprocess
 import sys
@@ -30,19 +29,16 @@ import httpx
 from cassandra.concurrent import execute_concurrent_with_args
 from confluent_kafka import Producer
 
-from ops.bench.common import cpu_seconds, free_port, jvm_pids
-from ops.provision import prepare
-from ops.topics import ensure_topics
+from ops.bench.common import cpu_seconds, free_port, fresh_deployment, jvm_pids
 from processors.billing import invoice_codec
 from processors.billing.core.invoice import BillingParty, Party, PlanAssignment, compose_invoice
 from processors.billing.core.invoice_pdf import render_invoice_pdf
 from processors.billing.core.plans import to_plan
-from processors.runtime.settings import get_settings
 from processors.usage.core.periods import period_bounds
 from processors.usage.mirror_table import UsageTable
 from schemas import admin_v1
 from schemas.plans_v1 import PlanSpec
-from schemas.topics import ADMIN, ALL_TOPICS
+from schemas.topics import ADMIN
 from storage.cassandra import connect
 
 PERIOD = "2026-10"
@@ -140,14 +136,9 @@ def main() -> None:
     parser.add_argument("--renderers", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
-    settings = get_settings()
-    bootstrap = settings.kafka_bootstrap or "127.0.0.1:9092"
-    cassandra = settings.cassandra_hosts or "127.0.0.1:9042"
-    prefix = f"bench-{secrets.token_hex(3)}."
-    keyspace = f"bench_{secrets.token_hex(3)}"
-    scoped = settings.model_copy(update={"topic_prefix": prefix, "cassandra_keyspace": keyspace})
-    ensure_topics(bootstrap, prefix, 1, ALL_TOPICS)
-    prepare(scoped, bootstrap, cassandra)
+    deployment = fresh_deployment()
+    bootstrap, cassandra = deployment.bootstrap, deployment.cassandra
+    prefix, keyspace = deployment.prefix, deployment.keyspace
     cluster, session = connect(cassandra)
     usage = UsageTable(session, keyspace)
     began = time.perf_counter()
@@ -159,11 +150,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="meterly-bench-") as tmp, ExitStack() as files:
         clock = Path(tmp) / "clock"
         clock.write_text(datetime(2026, 10, 20, tzinfo=UTC).isoformat())
-        env = {**os.environ, "METERLY_KAFKA_BOOTSTRAP": bootstrap,
-               "METERLY_CASSANDRA_HOSTS": cassandra, "METERLY_TOPIC_PREFIX": prefix,
-               "METERLY_CASSANDRA_KEYSPACE": keyspace, "METERLY_HOME": tmp,
-               "METERLY_ADMIN_TOKEN": "mop_bench_" + secrets.token_hex(16),
-               "METERLY_CLOCK_FILE": str(clock), "METERLY_BILLING_TICK_SECONDS": "0.5"}
+        env = deployment.env(tmp, admin_token="mop_bench_" + secrets.token_hex(16),
+                             clock_file=str(clock), billing_tick_seconds="0.5")
         workers = ["billing"] + ["invoice-renderer"] * args.renderers
         metrics = [free_port() for _ in workers]
         for i, name in enumerate(workers):

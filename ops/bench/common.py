@@ -1,13 +1,60 @@
-"""What the benchmark scripts share: a free port, a started gateway, a tenant with a key."""
+"""What the benchmark scripts share: a fresh deployment on the running Kafka and Cassandra,
+a free port, a started gateway, a tenant with a key, process figures."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from ops.provision import prepare
+from ops.topics import ensure_topics
+from processors.runtime.settings import Settings, get_settings
+from schemas.topics import ALL_TOPICS
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A topic prefix and keyspace of the benchmark's own on the running clusters."""
+
+    settings: Settings
+    bootstrap: str
+    cassandra: str
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.topic_prefix
+
+    @property
+    def keyspace(self) -> str:
+        return self.settings.cassandra_keyspace
+
+    def env(self, home: str | Path, **extra: str) -> dict[str, str]:
+        """The environment of a Meterly process of this deployment (``METERLY_*`` from
+        ``extra``: ``port="3000"`` sets ``METERLY_PORT``)."""
+        return {**os.environ, "METERLY_KAFKA_BOOTSTRAP": self.bootstrap,
+                "METERLY_CASSANDRA_HOSTS": self.cassandra,
+                "METERLY_TOPIC_PREFIX": self.prefix, "METERLY_CASSANDRA_KEYSPACE": self.keyspace,
+                "METERLY_HOME": str(home),
+                **{f"METERLY_{name.upper()}": value for name, value in extra.items()}}
+
+
+def fresh_deployment() -> Deployment:
+    """New topics and a new keyspace (migrated) on the clusters ``meterly infra up`` runs,
+    or those METERLY_KAFKA_BOOTSTRAP / METERLY_CASSANDRA_HOSTS name."""
+    settings = get_settings()
+    bootstrap = settings.kafka_bootstrap or "127.0.0.1:9092"
+    cassandra = settings.cassandra_hosts or "127.0.0.1:9042"
+    scoped = settings.model_copy(update={"topic_prefix": f"bench-{secrets.token_hex(3)}.",
+                                         "cassandra_keyspace": f"bench_{secrets.token_hex(3)}"})
+    ensure_topics(bootstrap, scoped.topic_prefix, 1, ALL_TOPICS)
+    prepare(scoped, bootstrap, cassandra)
+    return Deployment(scoped, bootstrap, cassandra)
 
 
 def free_port() -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import subprocess
@@ -24,11 +23,7 @@ import time
 
 import httpx
 
-from ops.bench.common import free_port, tenant_key, wait_healthy
-from ops.provision import prepare
-from ops.topics import ensure_topics
-from processors.runtime.settings import get_settings
-from schemas.topics import ALL_TOPICS
+from ops.bench.common import free_port, fresh_deployment, tenant_key, wait_healthy
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -100,20 +95,13 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    settings = get_settings()
-    bootstrap = settings.kafka_bootstrap or "127.0.0.1:9092"
-    cassandra = settings.cassandra_hosts or "127.0.0.1:9042"
-    prefix = f"bench-{secrets.token_hex(3)}."
-    ensure_topics(bootstrap, prefix, 1, ALL_TOPICS)
-    prepare(settings.model_copy(update={"topic_prefix": prefix}), bootstrap, cassandra)
+    deployment = fresh_deployment()
     token = "mop_bench_" + secrets.token_hex(16)
     port = free_port()
     procs = []
     with tempfile.TemporaryDirectory(prefix="meterly-bench-") as tmp:
-        env = {**os.environ, "METERLY_KAFKA_BOOTSTRAP": bootstrap,
-               "METERLY_CASSANDRA_HOSTS": cassandra, "METERLY_TOPIC_PREFIX": prefix,
-               "METERLY_HOME": tmp, "METERLY_ADMIN_TOKEN": token, "METERLY_PORT": str(port),
-               "METERLY_RATE_LIMIT_PER_SECOND": "100000000"}
+        env = deployment.env(tmp, admin_token=token, port=str(port),
+                             rate_limit_per_second="100000000")
         for args_ in (["gateway"], ["worker", "counter"], ["worker", "mirror"]):
             procs.append(subprocess.Popen([sys.executable, "-m", "ops.cli", *args_], env=env,
                                           stdout=subprocess.DEVNULL,

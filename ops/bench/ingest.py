@@ -15,7 +15,6 @@ a fresh topic prefix, creates a tenant and key, then measures with wrk:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import secrets
 import shutil
@@ -28,11 +27,9 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from ops.bench.common import free_port, tenant_key, wait_healthy
-from ops.topics import ensure_topics
-from processors.runtime.settings import get_settings
+from ops.bench.common import free_port, fresh_deployment, tenant_key, wait_healthy
 from schemas import usage_v1
-from schemas.topics import ALL_TOPICS, USAGE
+from schemas.topics import USAGE
 from schemas.usage_v1 import UsageEvent, UsageRecord
 
 BATCH_LUA = """
@@ -104,22 +101,13 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed (Debian: apt-get install -y wrk)")
-    settings = get_settings()
-    bootstrap = settings.kafka_bootstrap or "127.0.0.1:9092"
-    cassandra = settings.cassandra_hosts or "127.0.0.1:9042"
-    prefix = f"bench-{secrets.token_hex(3)}."
-    ensure_topics(bootstrap, prefix, 1, ALL_TOPICS)
+    deployment = fresh_deployment()
     token = "mop_bench_" + secrets.token_hex(16)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="meterly-bench-") as tmp:
-        env = {**os.environ, "METERLY_KAFKA_BOOTSTRAP": bootstrap,
-               "METERLY_CASSANDRA_HOSTS": cassandra, "METERLY_TOPIC_PREFIX": prefix,
-               "METERLY_HOME": tmp, "METERLY_ADMIN_TOKEN": token, "METERLY_PORT": str(port),
-               "METERLY_GATEWAY_PROCESSES": str(args.processes),
-               "METERLY_RATE_LIMIT_PER_SECOND": "100000000"}
-        from ops.provision import prepare
-
-        prepare(settings.model_copy(update={"topic_prefix": prefix}), bootstrap, cassandra)
+        env = deployment.env(tmp, admin_token=token, port=str(port),
+                             gateway_processes=str(args.processes),
+                             rate_limit_per_second="100000000")
         gateway = subprocess.Popen([sys.executable, "-m", "ops.cli", "gateway"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
@@ -130,7 +118,8 @@ def main() -> None:
             time.sleep(1.5)  # the key reaches every gateway process through the admin topic
             script = Path(tmp) / "batch.lua"
             script.write_text(BATCH_LUA.replace("KEY", key))
-            raw = raw_producer(bootstrap, USAGE.full_name(prefix), 500_000)
+            raw = raw_producer(deployment.bootstrap, USAGE.full_name(deployment.prefix),
+                               500_000)
             rps, p50, p99, bad = wrk(f"{base}/v1/events", args.seconds, args.connections,
                                      script)
             batched = rps * 100

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -31,13 +29,10 @@ from pathlib import Path
 import aiohttp
 from confluent_kafka import Producer
 
-from ops.bench.common import cpu_seconds, free_port, jvm_pids
-from ops.provision import prepare
-from ops.topics import ensure_topics
-from processors.runtime.settings import get_settings
+from ops.bench.common import cpu_seconds, free_port, fresh_deployment, jvm_pids
 from processors.webhooks.core.signing import new_secret
 from schemas import admin_v1, webhooks_v1
-from schemas.topics import ADMIN, ALL_TOPICS, WEBHOOK_EVENTS
+from schemas.topics import ADMIN, WEBHOOK_EVENTS
 from storage.cassandra import connect
 
 RECEIVER = r'''
@@ -139,14 +134,9 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=64,
                         help="tenants with one endpoint each (messages spread over them)")
     args = parser.parse_args()
-    settings = get_settings()
-    bootstrap = settings.kafka_bootstrap or "127.0.0.1:9092"
-    cassandra = settings.cassandra_hosts or "127.0.0.1:9042"
-    prefix = f"bench-{secrets.token_hex(3)}."
-    keyspace = f"bench_{secrets.token_hex(3)}"
-    scoped = settings.model_copy(update={"topic_prefix": prefix, "cassandra_keyspace": keyspace})
-    ensure_topics(bootstrap, prefix, 1, ALL_TOPICS)
-    prepare(scoped, bootstrap, cassandra)
+    deployment = fresh_deployment()
+    bootstrap, cassandra = deployment.bootstrap, deployment.cassandra
+    prefix, keyspace = deployment.prefix, deployment.keyspace
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -166,11 +156,8 @@ def main() -> None:
             producer.produce(ADMIN.full_name(prefix), admin_v1.encode(endpoint),
                              key=endpoint.record_key)
         producer.flush(30)
-        env = {**os.environ, "METERLY_KAFKA_BOOTSTRAP": bootstrap,
-               "METERLY_CASSANDRA_HOSTS": cassandra, "METERLY_TOPIC_PREFIX": prefix,
-               "METERLY_CASSANDRA_KEYSPACE": keyspace, "METERLY_HOME": tmp,
-               "METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-               "METERLY_WEBHOOK_CONCURRENCY": str(args.concurrency)}
+        env = deployment.env(tmp, webhook_allow_networks="127.0.0.0/8",
+                             webhook_concurrency=str(args.concurrency))
         dispatchers: list[subprocess.Popen[bytes]] = []
         for i in range(args.dispatchers):
             log = stack.enter_context(open(Path(tmp) / f"dispatcher-{i}.log", "wb"))

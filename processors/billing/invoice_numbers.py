@@ -21,6 +21,7 @@ from cassandra.cluster import Session
 
 from processors.billing.core.invoice import format_number
 from processors.billing.invoice_store import InvoiceStore
+from storage.cassandra import prepare
 
 log = logging.getLogger(__name__)
 _SEP = "\x1f"
@@ -32,20 +33,17 @@ class InvoiceNumbers:
         self._store = store
         self.prefix = prefix
         table = f"{store.keyspace}.invoice_sequences"
-        self._read = session.prepare(
-            f"SELECT next, pending, pending_first, pending_at FROM {table} "
-            "WHERE issuer = ? AND year = ?")
         # A serial read sees every accepted Paxos round, like the claim itself.
-        self._read.consistency_level = ConsistencyLevel.LOCAL_SERIAL
-        self._create = session.prepare(
-            f"INSERT INTO {table} (issuer, year, next, pending, pending_first) "
-            "VALUES (?, ?, 1, [], 1) IF NOT EXISTS")
-        self._claim = session.prepare(
-            f"UPDATE {table} SET next = ?, pending = ?, pending_first = ?, pending_at = ? "
-            "WHERE issuer = ? AND year = ? IF next = ?")
-        for statement in (self._create, self._claim):
-            statement.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-            statement.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        self._read = prepare(
+            session, f"SELECT next, pending, pending_first, pending_at FROM {table} "
+            "WHERE issuer = ? AND year = ?", ConsistencyLevel.LOCAL_SERIAL)
+        self._create = prepare(
+            session, f"INSERT INTO {table} (issuer, year, next, pending, pending_first) "
+            "VALUES (?, ?, 1, [], 1) IF NOT EXISTS", ConsistencyLevel.LOCAL_QUORUM, serial=True)
+        self._claim = prepare(
+            session, f"UPDATE {table} SET next = ?, pending = ?, pending_first = ?, "
+            "pending_at = ? WHERE issuer = ? AND year = ? IF next = ?",
+            ConsistencyLevel.LOCAL_QUORUM, serial=True)
 
     def _complete(self, year: int, pending: Sequence[str], first: int,
                   at: datetime) -> None:

@@ -19,6 +19,7 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement, Simple
 
 from processors.billing import invoice_codec
 from processors.billing.core.invoice import InvoiceDocument, InvoiceStatus
+from storage.cassandra import prepare as prepared
 
 T = TypeVar("T")
 
@@ -53,11 +54,7 @@ class InvoiceStore:
         self.keyspace = keyspace
 
         def prepare(cql: str, serial: bool = False) -> PreparedStatement:
-            statement = session.prepare(cql)
-            statement.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-            if serial:
-                statement.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
-            return statement
+            return prepared(session, cql, ConsistencyLevel.LOCAL_QUORUM, serial)
 
         table = f"{keyspace}.invoices"
         self._insert = prepare(

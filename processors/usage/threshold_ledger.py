@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
+
+from storage.cassandra import prepare
 
 NoticeKey = tuple[str, str, str, int]  # tenant, period, meter, percent
 
@@ -16,10 +17,10 @@ NoticeKey = tuple[str, str, str, int]  # tenant, period, meter, percent
 class ThresholdLedger:
     def __init__(self, session: Session, keyspace: str) -> None:
         self.session = session
-        self._notice = session.prepare(
-            f"INSERT INTO {keyspace}.usage_threshold_notices (tenant_id, period, meter, percent, "
-            "notified_at, sent) VALUES (?, ?, ?, ?, ?, false) IF NOT EXISTS")
-        self._notice.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        self._notice = prepare(
+            session, f"INSERT INTO {keyspace}.usage_threshold_notices (tenant_id, period, "
+            "meter, percent, notified_at, sent) VALUES (?, ?, ?, ?, ?, false) IF NOT EXISTS",
+            serial=True)
         self._notice_sent = session.prepare(
             f"UPDATE {keyspace}.usage_threshold_notices SET sent = true "
             "WHERE tenant_id = ? AND period = ? AND meter = ? AND percent = ?")

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from schemas.webhooks_v1 import Message
+from storage.cassandra import prepare
 
 
 async def execute(session: Session, statement: PreparedStatement | BatchStatement,
@@ -82,13 +82,12 @@ class WebhookStore:
         self._failing = session.prepare(
             f"UPDATE {keyspace}.webhook_endpoint_health SET tenant_id = ?, last_failure_at = ? "
             "WHERE endpoint_id = ?")
-        self._failing_since = session.prepare(
-            f"UPDATE {keyspace}.webhook_endpoint_health SET failing_since = ? "
-            "WHERE endpoint_id = ? IF failing_since = null")
+        self._failing_since = prepare(
+            session, f"UPDATE {keyspace}.webhook_endpoint_health SET failing_since = ? "
+            "WHERE endpoint_id = ? IF failing_since = null", serial=True)
         self._health = session.prepare(
             f"SELECT failing_since, last_success_at, last_failure_at "
             f"FROM {keyspace}.webhook_endpoint_health WHERE endpoint_id = ?")
-        self._failing_since.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
 
     # ---- asyncio side (the dispatcher) ------------------------------------------------
 

@@ -55,27 +55,19 @@ CAPPED = {
 
 
 @pytest.fixture(scope="module")
-def clock(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("clock") / "now"
-
-
-@pytest.fixture(scope="module")
 def stack(settings: Settings, clock: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(
-        settings, tmp_path_factory.mktemp("billing"), gateways=1,
-        workers=CORE_WORKERS + BILLING_WORKERS,
-        extra_env={"METERLY_CLOCK_FILE": str(clock), "METERLY_BILLING_TICK_SECONDS": "0.5",
-                   "METERLY_INVOICE_PREFIX": "E2E", "METERLY_ISSUER_NAME": "Meterly Test Ltd",
-                   "METERLY_ISSUER_ADDRESS": "1 Ledger Lane|Dublin"})
-    try:
+    with start_stack(
+            settings, tmp_path_factory.mktemp("billing"), gateways=1,
+            workers=CORE_WORKERS + BILLING_WORKERS,
+            extra_env={"METERLY_CLOCK_FILE": str(clock), "METERLY_BILLING_TICK_SECONDS": "0.5",
+                       "METERLY_INVOICE_PREFIX": "E2E", "METERLY_ISSUER_NAME": "Meterly Test Ltd",
+                       "METERLY_ISSUER_ADDRESS": "1 Ledger Lane|Dublin"}) as running:
         with running.client() as admin:
             for plan in (PRO, CAPPED):
                 made = admin.post("/v1/admin/plans", json=plan)
                 assert made.status_code == 201, made.text
         yield running
-    finally:
-        running.stop()
 
 
 def _set_clock(clock: Path, moment: datetime) -> None:

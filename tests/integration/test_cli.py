@@ -25,11 +25,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(settings, tmp_path_factory.mktemp("cli"), gateways=1)
-    try:
+    with start_stack(settings, tmp_path_factory.mktemp("cli"), gateways=1) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def meterly(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Page, Route, expect, sync_playwright
 
 from processors.runtime.settings import Settings
-from tests.stack import BILLING_WORKERS, CORE_WORKERS, Stack, start_stack, wait_until
+from tests.stack import ALL_WORKERS, Stack, start_stack, wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -34,15 +34,12 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(
-        settings, tmp_path_factory.mktemp("console"), gateways=1,
-        workers=(*CORE_WORKERS, *BILLING_WORKERS, "webhook-dispatcher"),
-        extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-                   "METERLY_WEBHOOK_RETRY_SCHEDULE": "0.5"})
-    try:
+    with start_stack(
+            settings, tmp_path_factory.mktemp("console"), gateways=1,
+            workers=ALL_WORKERS,
+            extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+                       "METERLY_WEBHOOK_RETRY_SCHEDULE": "0.5"}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ import pytest
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_of
 from tests.stack import (
-    BILLING_WORKERS,
-    CORE_WORKERS,
+    ALL_WORKERS,
     Stack,
     start_stack,
     wait_for_usage,
@@ -31,15 +30,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(
-        settings, tmp_path_factory.mktemp("journey"), gateways=1,
-        workers=(*CORE_WORKERS, *BILLING_WORKERS, "webhook-dispatcher"),
-        extra_env={"METERLY_LOG_LEVEL": "DEBUG",
-                   "METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"})
-    try:
+    with start_stack(
+            settings, tmp_path_factory.mktemp("journey"), gateways=1,
+            workers=ALL_WORKERS,
+            extra_env={"METERLY_LOG_LEVEL": "DEBUG",
+                       "METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _logs(stack: Stack, name: str) -> str:

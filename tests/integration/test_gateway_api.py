@@ -23,11 +23,8 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(settings, tmp_path_factory.mktemp("stack"), gateways=2)
-    try:
+    with start_stack(settings, tmp_path_factory.mktemp("stack"), gateways=2) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _event(event_id: str, meter: str = "api.calls", quantity: Any = 1,

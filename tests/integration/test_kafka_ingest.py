@@ -19,11 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(settings, tmp_path_factory.mktemp("ingest"), gateways=1)
-    try:
+    with start_stack(settings, tmp_path_factory.mktemp("ingest"), gateways=1) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_structured_and_binary_records_count_and_invalid_ones_are_dead_lettered(

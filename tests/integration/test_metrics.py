@@ -25,12 +25,9 @@ WORKERS = (*CORE_WORKERS, *BILLING_WORKERS, "webhook-dispatcher")
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(settings, tmp_path_factory.mktemp("metrics"), gateways=1,
-                          workers=WORKERS, metrics=True)
-    try:
+    with start_stack(settings, tmp_path_factory.mktemp("metrics"), gateways=1,
+                              workers=WORKERS, metrics=True) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def sample(url: str, name: str) -> float:

@@ -28,17 +28,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(
-        settings, tmp_path_factory.mktemp("webhook-faults"), gateways=1,
-        workers=("webhook-dispatcher",),
-        extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-                   "METERLY_WEBHOOK_RETRY_SCHEDULE": "1,1,1,1,1,1,1",
-                   "METERLY_WEBHOOK_BREAKER_COOLDOWN": "1",
-                   "METERLY_WEBHOOK_DISABLE_AFTER_SECONDS": "4"})
-    try:
+    with start_stack(
+            settings, tmp_path_factory.mktemp("webhook-faults"), gateways=1,
+            workers=("webhook-dispatcher",),
+            extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+                       "METERLY_WEBHOOK_RETRY_SCHEDULE": "1,1,1,1,1,1,1",
+                       "METERLY_WEBHOOK_BREAKER_COOLDOWN": "1",
+                       "METERLY_WEBHOOK_DISABLE_AFTER_SECONDS": "4"}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _until(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:

@@ -24,8 +24,7 @@ from processors.usage.core.periods import period_bounds, period_of
 from schemas import webhooks_v1
 from schemas.topics import WEBHOOK_EVENTS
 from tests.stack import (
-    BILLING_WORKERS,
-    CORE_WORKERS,
+    ALL_WORKERS,
     Stack,
     start_stack,
     wait_for_usage,
@@ -39,22 +38,17 @@ SCHEDULE = (1.0, 2.0, 3.0)  # seconds; three retries, four attempts in all
 
 
 @pytest.fixture(scope="module")
-def clock(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("clock") / "now"
-
-
-@pytest.fixture(scope="module")
 def stack(settings: Settings, clock: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(
-        settings, tmp_path_factory.mktemp("webhooks"), gateways=1,
-        workers=(*CORE_WORKERS, *BILLING_WORKERS, "webhook-dispatcher"),
-        extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-                   "METERLY_WEBHOOK_RETRY_SCHEDULE": ",".join(map(str, SCHEDULE)),
-                   "METERLY_WEBHOOK_READ_TIMEOUT": "1", "METERLY_CLOCK_FILE": str(clock),
-                   "METERLY_WEBHOOK_BREAKER_COOLDOWN": "2",
-                   "METERLY_BILLING_TICK_SECONDS": "0.5", "METERLY_INVOICE_PREFIX": "WH"})
-    try:
+    with start_stack(
+            settings, tmp_path_factory.mktemp("webhooks"), gateways=1,
+            workers=ALL_WORKERS,
+            extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+                       "METERLY_WEBHOOK_RETRY_SCHEDULE": ",".join(map(str, SCHEDULE)),
+                       "METERLY_WEBHOOK_READ_TIMEOUT": "1", "METERLY_CLOCK_FILE": str(clock),
+                       "METERLY_WEBHOOK_BREAKER_COOLDOWN": "2",
+                       "METERLY_BILLING_TICK_SECONDS": "0.5",
+                       "METERLY_INVOICE_PREFIX": "WH"}) as running:
         with running.client() as admin:
             made = admin.post("/v1/admin/plans", json={
                 "name": "starter", "currency": "EUR", "flat_fee": "10.00",
@@ -62,8 +56,6 @@ def stack(settings: Settings, clock: Path,
                                      "included": "10"}}})
             assert made.status_code == 201, made.text
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture
