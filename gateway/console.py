@@ -29,7 +29,6 @@ from processors.tenants.core import keys
 from processors.usage.core.periods import period_bounds, period_of
 from schemas.admin_v1 import TenantStatus
 from schemas.api_v1 import (
-    CURRENCIES,
     DeadLetterReplay,
     KeyCreate,
     KeyRotate,
@@ -37,6 +36,7 @@ from schemas.api_v1 import (
     WebhookCreate,
     WebhookUpdate,
 )
+from schemas.currencies import CURRENCIES
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 COOKIE = "meterly_console"

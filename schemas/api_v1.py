@@ -9,10 +9,6 @@ from typing import Annotated, Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, WithJsonSchema
 
-# ISO 4217 codes Meterly knows the minor units of; billing rounds to these.
-CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK", "NOK", "DKK", "INR",
-              "BRL", "CNY", "KWD", "BHD")
-
 
 def _billing_email(value: str) -> str:
     """Syntax (RFC 5322 / 6531), normalised; no DNS is consulted. Meterly sends no mail to

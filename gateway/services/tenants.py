@@ -12,7 +12,6 @@ from gateway.services.plans import assign_plan, latest_plan
 from processors.tenants.core import keys
 from schemas.admin_v1 import ApiKey, Tenant, TenantStatus
 from schemas.api_v1 import (
-    CURRENCIES,
     KeyCreated,
     KeyPublic,
     TenantCreate,
@@ -20,6 +19,7 @@ from schemas.api_v1 import (
     TenantPublic,
     TenantUpdate,
 )
+from schemas.currencies import CURRENCIES
 from schemas.rfc3339 import now_text, time_text
 
 

@@ -13,7 +13,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.billing.core.money import MINOR_UNITS
 from processors.billing.core.pricing import (
     Graduated,
     MeterPrice,
@@ -24,6 +23,7 @@ from processors.billing.core.pricing import (
     Volume,
     price_usage,
 )
+from schemas.currencies import MINOR_UNITS
 
 HALF = Decimal("0.5")
 

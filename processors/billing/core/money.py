@@ -10,11 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-#: ISO 4217 minor units for the currencies Meterly bills in.
-MINOR_UNITS: dict[str, int] = {
-    "USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "SEK": 2, "NOK": 2,
-    "DKK": 2, "INR": 2, "BRL": 2, "CNY": 2, "JPY": 0, "KWD": 3, "BHD": 3,
-}
+from schemas.currencies import MINOR_UNITS
 
 
 class CurrencyError(ValueError):

@@ -1,1 +1,1 @@
-"""Tenant rules as pure code: API keys."""
+"""Tenant rules as pure code: the directory of admin records, API keys, subscriptions."""
