@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, WithJsonSchema
 
+from schemas.plans_v1 import Amount
+
 
 def _billing_email(value: str) -> str:
     """Syntax (RFC 5322 / 6531), normalised; no DNS is consulted. Meterly sends no mail to
@@ -38,7 +40,8 @@ class TenantCreate(_Strict):
     plan: str | None = Field(default=None, max_length=100,
                              description="assign the latest version of this plan from now")
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
-    tax_rate: Decimal | None = Field(default=None, ge=0, le=100, description="percent")
+    tax_rate: Decimal | None = Field(default=None, ge=0, le=100, max_digits=7,
+                                     decimal_places=4, description="percent")
     payment_terms_days: int | None = Field(default=None, ge=0, le=365)
     billing_address: list[str] = Field(default_factory=list, max_length=6)
 
@@ -48,7 +51,8 @@ class TenantUpdate(_Strict):
     billing_email: BillingEmail | None = None
     plan: str | None = Field(default=None, max_length=100)
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
-    tax_rate: Decimal | None = Field(default=None, ge=0, le=100, description="percent")
+    tax_rate: Decimal | None = Field(default=None, ge=0, le=100, max_digits=7,
+                                     decimal_places=4, description="percent")
     payment_terms_days: int | None = Field(default=None, ge=0, le=365)
     billing_address: list[str] | None = Field(default=None, max_length=6)
 
@@ -152,7 +156,7 @@ class SubscriptionPublic(BaseModel):
 
 class CreditCreate(_Strict):
     kind: Literal["grant", "credit_note"] = "grant"
-    amount: Decimal = Field(gt=0, description="in the tenant's currency; send as a string")
+    amount: Amount = Field(gt=0, description="in the tenant's currency; send as a string")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     description: str = Field(min_length=1, max_length=200)
     expires_at: datetime | None = None

@@ -22,6 +22,7 @@ from processors.billing.core.invoice import (
     compose_invoice,
     credit_spent,
 )
+from processors.billing.core.money import exactly
 from processors.usage.core.periods import period_bounds, period_of, previous_period
 from schemas.admin_v1 import CreditRecord, PlanVersion, Subscription, Tenant
 from schemas.rfc3339 import parse_time
@@ -66,6 +67,18 @@ def compose_draft(snapshot: BillingSnapshot | None, seller: Party, payment_terms
     """
     if snapshot is None:
         return "unknown tenant"
+    try:
+        return _compose(snapshot, seller, payment_terms_days, period, history, usage, now)
+    except (ValueError, ArithmeticError) as exc:
+        # A record this billing cannot price (a plan stored before the API bounded its
+        # amounts, say) holds back this tenant's invoice, not every tenant's.
+        return f"cannot be priced: {exc}"
+
+
+@exactly
+def _compose(snapshot: BillingSnapshot, seller: Party, payment_terms_days: int, period: str,
+             history: Sequence[InvoiceDocument], usage: Mapping[str, Mapping[str, Decimal]],
+             now: datetime) -> InvoiceDocument | str:
     tenant, plans = snapshot.tenant, snapshot.plans
     earlier = [d for d in history if d.period != period]
     late = []

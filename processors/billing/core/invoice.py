@@ -22,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Literal
 
-from processors.billing.core.money import Money, round_to_minor
+from processors.billing.core.money import Money, exactly, round_to_minor
 from processors.billing.core.pricing import Plan, TierCharge, charge_meter, price_usage
 from processors.usage.core.periods import period_bounds
 
@@ -165,8 +166,11 @@ def plans_in_force(assignments: Sequence[PlanAssignment], start: datetime,
     return segments
 
 
-def _share(part: timedelta, whole: timedelta) -> Decimal:
-    return Decimal(int(part.total_seconds())) / Decimal(int(whole.total_seconds()))
+def prorated(amount: Decimal, part: timedelta, whole: timedelta) -> Fraction:
+    """``amount`` for the whole seconds of ``part`` out of ``whole``, as an exact fraction
+    (multiplied before dividing, rounded by the caller once)."""
+    second = timedelta(seconds=1)
+    return Fraction(amount) * Fraction(part // second, whole // second)
 
 
 def credit_balances(credits: Sequence[Credit], spent: Mapping[str, Decimal],
@@ -184,6 +188,7 @@ def credit_balances(credits: Sequence[Credit], spent: Mapping[str, Decimal],
     return usable
 
 
+@exactly
 def compose_invoice(
     party: BillingParty,
     seller: Party,
@@ -216,15 +221,15 @@ def compose_invoice(
     for seg_from, seg_until, plan in segments:
         if plan.flat_fee == ZERO:
             continue
-        share = _share(seg_until - seg_from, whole)
-        amount = Money(round_to_minor(plan.flat_fee * share, currency), currency)
+        amount = Money(round_to_minor(prorated(plan.flat_fee, seg_until - seg_from, whole),
+                                      currency), currency)
         text = f"{plan.name} v{plan.version} base fee"
-        if share != 1:
+        if seg_until - seg_from != whole:
             last_day = seg_until - timedelta(microseconds=1)
             text += f" ({seg_from:%Y-%m-%d} to {last_day:%Y-%m-%d}, prorated)"
         lines.append(InvoiceLine("flat_fee", text, period, amount))
     priced = sum((line.amount.amount for line in lines), ZERO)
-    minimum = round_to_minor(final.minimum_spend * _share(final_until - final_from, whole),
+    minimum = round_to_minor(prorated(final.minimum_spend, final_until - final_from, whole),
                              currency)
     if minimum > priced:
         lines.append(InvoiceLine("minimum", f"Minimum spend top-up ({minimum:,} {currency})",
@@ -248,7 +253,7 @@ def compose_invoice(
 
     subtotal = sum((line.amount.amount for line in lines), ZERO)
     tax = ZERO if party.tax_rate is None else round_to_minor(
-        subtotal * party.tax_rate / 100, currency)
+        Fraction(subtotal) * Fraction(party.tax_rate) / 100, currency)
     total = subtotal + tax
 
     applications: list[CreditApplication] = []
@@ -276,6 +281,7 @@ def compose_invoice(
     )
 
 
+@exactly
 def credit_spent(documents: Sequence[InvoiceDocument]) -> dict[str, Decimal]:
     """Credit used by finalized invoices (a voided invoice gives its credit back)."""
     spent: dict[str, Decimal] = {}

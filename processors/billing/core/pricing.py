@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 
-from processors.billing.core.money import Money, round_to_minor
+from processors.billing.core.money import Money, exactly, round_to_minor
 
 ZERO = Decimal(0)
 
@@ -168,6 +168,7 @@ def _volume(tiers: tuple[Tier, ...], billable: Decimal) -> list[TierCharge]:
     raise AssertionError("validated tiers end with an open tier")
 
 
+@exactly
 def charge_meter(meter: str, price: MeterPrice, quantity: Decimal, currency: str) -> MeterCharge:
     billable = max(ZERO, quantity - price.included)
     model = price.model
@@ -180,13 +181,16 @@ def charge_meter(meter: str, price: MeterPrice, quantity: Decimal, currency: str
         elif isinstance(model, Volume):
             tiers = _volume(model.tiers, billable)
         else:
-            packages = (billable / model.size).to_integral_value(rounding=ROUND_CEILING)
+            # Started packages, as an exact integer ceiling (no division that could round).
+            whole, rest = divmod(billable, model.size)
+            packages = whole + (1 if rest else 0)
             tiers = [TierCharge(1, billable, model.price, ZERO, packages * model.price)]
     exact = sum((t.amount for t in tiers), ZERO)
     return MeterCharge(meter, quantity, price.included, billable, tuple(tiers), exact,
                        Money(round_to_minor(exact, currency), currency))
 
 
+@exactly
 def price_usage(plan: Plan, usage: Mapping[str, Decimal]) -> PricedUsage:
     """Price one period's usage (meter -> quantity) under ``plan``."""
     currency = plan.currency
