@@ -33,6 +33,7 @@ from processors.billing.core.invoice import (
     PlanAssignment,
     compose_invoice,
     format_number,
+    period_charge,
 )
 from processors.billing.core.invoice_pdf import render_invoice_pdf
 from processors.billing.core.money import Money
@@ -63,8 +64,10 @@ def typical_invoices(count: int) -> list[InvoiceDocument]:
         usage = {"api_calls": D(20_000 + n * 7_919 % 2_000_000),
                  "egress_gb": D(50 + n % 400), "storage_gb": D(f"{n % 900}.5"),
                  "exports": D(n % 1_000)}
-        late = [LateUsage("2026-09", PLAN, {"api_calls": D(50_000)},
-                          {"api_calls": D(50_000 + n)})] if n % 4 == 0 else []
+        billed = {"api_calls": D(50_000)}
+        late = [LateUsage("2026-09", assignment, billed, {"api_calls": D(50_000 + n)},
+                          period_charge("2026-09", assignment, billed, "EUR"))
+                ] if n % 4 == 0 else []
         credits = [Credit(f"cr-{n}", "grant", "Prepaid credit", Money(D(100), "EUR"),
                           datetime(2026, 2, 1, tzinfo=UTC))] if n % 3 == 0 else []
         doc = compose_invoice(party, SELLER, "2026-10", assignment, usage, ISSUED, late=late,

@@ -189,8 +189,9 @@ def composed() -> InvoiceDocument:
         BillingParty("acme", "EUR", BUYER, D(19), 14), SELLER, "2026-11",
         [PlanAssignment(utc(2026, 1, 1), GRADUATED_PLAN)],
         {"api.calls": D(12500), "events": D(697)}, ISSUED,
-        late=[LateUsage("2026-10", GRADUATED_PLAN, {"api.calls": D(800)},
-                        {"api.calls": D(1600)})],
+        # October billed 49.00 + 300 billable calls x 0.01 = 52.00
+        late=[LateUsage("2026-10", [PlanAssignment(utc(2026, 1, 1), GRADUATED_PLAN)],
+                        {"api.calls": D(800)}, {"api.calls": D(1600)}, D("52.00"))],
         credits=[Credit("g1", "grant", "Welcome credit", Money(D(25), "EUR"), utc(2026, 9, 1)),
                  Credit("cn1", "credit_note", "Outage", Money(D("1000.5"), "EUR"),
                         utc(2026, 11, 3), expires_at=utc(2027, 11, 3))])

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.billing.closer import scheduled_commands
 from processors.billing.core.close import due_period
@@ -26,6 +29,7 @@ from processors.billing.core.invoice import (
     LateUsage,
     Party,
     PlanAssignment,
+    billed_amount,
     billed_so_far,
     compose_invoice,
     credit_spent,
@@ -33,7 +37,15 @@ from processors.billing.core.invoice import (
     invoice_id,
 )
 from processors.billing.core.money import Money
-from processors.billing.core.pricing import Graduated, MeterPrice, PerUnit, Plan, Tier, TierCharge
+from processors.billing.core.pricing import (
+    Graduated,
+    MeterPrice,
+    PerUnit,
+    Plan,
+    Tier,
+    TierCharge,
+    Volume,
+)
 from processors.tenants.core.directory import Directory
 from schemas.admin_v1 import Assignment, Subscription
 from schemas.billing_commands_v1 import CloseCommand
@@ -335,18 +347,27 @@ PRO_V1_GRADUATED = Plan("pro", 1, "EUR", {
 PRO_V2_FLAT_RATE = Plan("pro", 2, "EUR", {"api.calls": MeterPrice(PerUnit(D("0.02")))})
 
 
+V1_SINCE_JANUARY = [PlanAssignment(utc(2026, 1, 1), PRO_V1_GRADUATED)]
+
+
+def late(period: str, billed: Mapping[str, Decimal], counted: Mapping[str, Decimal],
+         billed_amount: str, assignments: Sequence[PlanAssignment] = V1_SINCE_JANUARY
+         ) -> LateUsage:
+    return LateUsage(period, assignments, billed, counted, D(billed_amount))
+
+
 def test_late_usage_is_repriced_under_the_earlier_plan_across_a_tier_boundary() -> None:
-    late = LateUsage("2026-10", PRO_V1_GRADUATED,
-                     billed={"api.calls": D(800), "events": D(50), "search": D(5)},
-                     counted={"api.calls": D(1500), "events": D(40), "search": D(5)})
-    doc = compose([PlanAssignment(utc(2026, 1, 1), PRO_V2_FLAT_RATE)],
-                  {"api.calls": D(300)}, late=[late])
+    # October under v1 was billed for 800 api.calls (8.00), 50 events (0.50), 5 search (0.50)
+    october = late("2026-10", {"api.calls": D(800), "events": D(50), "search": D(5)},
+                   {"api.calls": D(1500), "events": D(40), "search": D(5)}, "9.00")
+    doc = compose([PlanAssignment(utc(2026, 11, 1), PRO_V2_FLAT_RATE)],
+                  {"api.calls": D(300)}, late=[october])
     # current usage under v2: 300 x 0.02 = 6.00
     assert [ln.amount for ln in lines_of(doc, "usage")] == [eur("6.00")]
-    # October under v1: 1500 -> 1000 x 0.01 + 500 x 0.005 = 12.50 ; 800 -> 8.00 ; delta 4.50
-    # (not 700 x 0.01 = 7.00 nor 700 x 0.005 = 3.50); events went down, search unchanged
+    # October again under v1: 1500 -> 1000 x 0.01 + 500 x 0.005 = 12.50, events stay at the
+    # 50 billed (0.50), search 0.50: 13.50 - 9.00 billed = 4.50 (not 700 x 0.01 = 7.00)
     assert lines_of(doc, "adjustment") == [InvoiceLine(
-        "adjustment", "Late usage for 2026-10: api.calls", "2026-10", eur("4.50"),
+        "adjustment", "Late usage for 2026-10: api.calls +700", "2026-10", eur("4.50"),
         "api.calls", D(700))]
     assert doc.subtotal == eur("10.50")  # 6.00 + 4.50
     assert doc.billed_usage == {
@@ -356,25 +377,95 @@ def test_late_usage_is_repriced_under_the_earlier_plan_across_a_tier_boundary() 
 
 
 def test_late_usage_not_above_billed_adds_no_line_but_is_recorded() -> None:
-    late = LateUsage("2026-10", PRO_V1_GRADUATED, billed={"api.calls": D(800)},
-                     counted={"api.calls": D(800)})
-    doc = compose([PlanAssignment(utc(2026, 1, 1), PRO_V2_FLAT_RATE)],
-                  {"api.calls": D(300)}, late=[late])
+    october = late("2026-10", {"api.calls": D(800)}, {"api.calls": D(800)}, "8.00")
+    doc = compose([PlanAssignment(utc(2026, 11, 1), PRO_V2_FLAT_RATE)],
+                  {"api.calls": D(300)}, late=[october])
     assert lines_of(doc, "adjustment") == []
     assert doc.subtotal == eur("6.00")
     assert doc.billed_usage == {NOV: {"api.calls": D(300)}, "2026-10": {"api.calls": D(800)}}
 
 
 def test_late_usage_of_several_periods_in_period_order() -> None:
-    october = LateUsage("2026-10", PRO_V1_GRADUATED, billed={"api.calls": D(800)},
-                        counted={"api.calls": D(1500)})
+    october = late("2026-10", {"api.calls": D(800)}, {"api.calls": D(1500)}, "8.00")
     # search was never billed for September: 3 x 0.10 = 0.30
-    september = LateUsage("2026-09", PRO_V1_GRADUATED, billed={}, counted={"search": D(3)})
-    doc = compose([PlanAssignment(utc(2026, 1, 1), PRO_V2_FLAT_RATE)], late=[october, september])
+    september = late("2026-09", {}, {"search": D(3)}, "0")
+    doc = compose([PlanAssignment(utc(2026, 11, 1), PRO_V2_FLAT_RATE)],
+                  late=[october, september])
     assert [(ln.period, ln.meter, ln.quantity, ln.amount) for ln in lines_of(doc, "adjustment")
             ] == [("2026-09", "search", D(3), eur("0.30")),
                   ("2026-10", "api.calls", D(700), eur("4.50"))]
     assert doc.billed_usage["2026-09"] == {"search": D(3)}
+
+
+MINIMUM_100 = Plan("min", 1, "EUR", {"api": MeterPrice(PerUnit(D("0.01")))},
+                   minimum_spend=D(100))
+
+
+def test_late_usage_under_a_minimum_already_topped_up_is_not_charged_again() -> None:
+    # October: 6,000 calls counted at the close = 60.00 + a 40.00 top-up = 100.00 billed.
+    # 10,000 calls in all cost 100.00 with no top-up: nothing more is owed (not 40.00 more).
+    since = [PlanAssignment(utc(2026, 1, 1), MINIMUM_100)]
+    october = late("2026-10", {"api": D(6000)}, {"api": D(10000)}, "100.00", since)
+    doc = compose(since, {"api": D(20000)}, late=[october])
+    assert lines_of(doc, "adjustment") == []
+    assert doc.subtotal == eur("200.00")  # November's own 20,000 x 0.01
+    # 12,000 in all: 120.00 - 100.00 = 20.00 more
+    october = late("2026-10", {"api": D(6000)}, {"api": D(12000)}, "100.00", since)
+    (adjustment,) = lines_of(compose(since, {"api": D(20000)}, late=[october]), "adjustment")
+    assert adjustment.amount == eur("20.00")
+
+
+VOLUME = Plan("vol", 1, "EUR", {"api": MeterPrice(Volume(
+    (Tier(D(1000), D("0.01")), Tier(None, D("0.005")))))})
+
+
+def test_late_usage_that_makes_a_volume_price_cheaper_is_not_a_negative_line() -> None:
+    # October: 1,000 units billed at 0.01 = 10.00; 1,500 counted cost 1,500 x 0.005 = 7.50.
+    since = [PlanAssignment(utc(2026, 1, 1), VOLUME)]
+    october = late("2026-10", {"api": D(1000)}, {"api": D(1500)}, "10.00", since)
+    doc = compose(since, late=[october],
+                  credits=[Credit("g1", "grant", "grant", eur("5.00"), utc(2026, 9, 1))])
+    assert lines_of(doc, "adjustment") == []
+    assert doc.total == eur("0.00")
+    assert doc.amount_due == eur("0.00")
+    assert doc.credit_balance == eur("5.00")  # never more than was granted
+
+
+def test_a_voided_invoice_counts_as_not_billed() -> None:
+    # October's invoice (8.00 for 800 calls) was voided: billed 0, the period is owed in full.
+    october = late("2026-10", {}, {"api.calls": D(800)}, "0")
+    (adjustment,) = lines_of(compose([PlanAssignment(utc(2026, 11, 1), PRO_V2_FLAT_RATE)],
+                                     late=[october]), "adjustment")
+    assert adjustment.amount == eur("8.00")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([PRO_V1_GRADUATED, MINIMUM_100, VOLUME,
+                        replace(PRO_V1_GRADUATED, flat_fee=D("49.99"), minimum_spend=D(25))]),
+       st.integers(0, 30_000), st.integers(0, 30_000), st.integers(0, 100), st.integers(0, 9))
+def test_usage_split_between_the_close_and_late_bills_what_the_whole_usage_costs(
+        plan: Plan, at_close: int, afterwards: int, searches: int, started: int) -> None:
+    """For random usage split into "counted at close" and "late", October's close plus
+    November's adjustment bill what October's whole usage costs, or what the close billed
+    if that was more (a volume tier can make more usage cheaper)."""
+    since = [PlanAssignment(utc(2026, 10, 1 + started, 7), plan)]
+    meters = sorted(plan.prices)
+    partial = {m: D(at_close) for m in meters}
+    whole = {m: D(at_close + afterwards) for m in meters}
+    if "search" in plan.prices:
+        partial["search"] = whole["search"] = D(searches)
+    october = compose_invoice(party(), SELLER, "2026-10", since, partial, ISSUED)
+    assert october is not None
+    everything = compose_invoice(party(), SELLER, "2026-10", since, whole, ISSUED)
+    assert everything is not None
+    billed = replace(october, status="finalized")
+    november = compose(since, late=[LateUsage(
+        "2026-10", since, billed_so_far([billed], "2026-10"), whole,
+        billed_amount([billed], "2026-10"))])
+    extra = sum((ln.amount.amount for ln in lines_of(november, "adjustment")), D(0))
+    assert october.subtotal.amount + extra == max(everything.subtotal.amount,
+                                                  october.subtotal.amount)
+    assert extra >= 0
 
 
 # ---- what earlier invoices billed and spent ------------------------------------------------
@@ -397,7 +488,7 @@ def applied(credit_id: str, amount: str) -> CreditApplication:
     return CreditApplication(credit_id, "grant", credit_id, eur(amount), eur("0"))
 
 
-def test_billed_so_far_ignores_drafts_counts_void_and_takes_the_max() -> None:
+def test_billed_so_far_counts_finalized_invoices_and_takes_the_max() -> None:
     docs = [
         document("finalized", "2026-10", {"2026-10": {"api": D(800), "ev": D(50)}}),
         document("void", "2026-10", {"2026-10": {"api": D(1200)}}),
@@ -405,8 +496,9 @@ def test_billed_so_far_ignores_drafts_counts_void_and_takes_the_max() -> None:
         document("finalized", "2026-11", {"2026-11": {"api": D(1)},
                                           "2026-10": {"api": D(1000), "ev": D(40)}}),
     ]
-    # api: max(800, 1200 void, 1000) = 1200 ; ev: max(50, 40) = 50 ; the draft is not counted
-    assert billed_so_far(docs, "2026-10") == {"api": D(1200), "ev": D(50)}
+    # api: max(800, 1000) = 1000 (the void one billed nothing) ; ev: max(50, 40) = 50 ;
+    # the draft is not counted
+    assert billed_so_far(docs, "2026-10") == {"api": D(1000), "ev": D(50)}
     assert billed_so_far(docs, "2026-11") == {"api": D(1)}
     assert billed_so_far(docs, "2026-09") == {}
 

@@ -27,6 +27,7 @@ from processors.billing.core.invoice import (
     Party,
     PlanAssignment,
     compose_invoice,
+    period_charge,
 )
 from processors.billing.core.invoice_pdf import format_money, pdf_text, render_invoice_pdf
 from processors.billing.core.money import Money
@@ -57,7 +58,11 @@ def _doc(number: str | None = "MTR-2026-000123", buyer: Party = BUYER, seller: P
     doc = compose_invoice(
         party, seller, "2026-10", [PlanAssignment(datetime(2026, 1, 1, tzinfo=UTC), plan)],
         USAGE if usage is None else usage, ISSUED,
-        late=[LateUsage("2026-09", plan, {"api_calls": D(9000)}, {"api_calls": D(9800)})],
+        late=[LateUsage("2026-09", [PlanAssignment(datetime(2026, 1, 1, tzinfo=UTC), plan)],
+                        {"api_calls": D(9000)}, {"api_calls": D(9800)},
+                        period_charge("2026-09", [PlanAssignment(
+                            datetime(2026, 1, 1, tzinfo=UTC), plan)], {"api_calls": D(9000)},
+                            "EUR"))],
         credits=[Credit("cr_1", "grant", "Prepaid credit grant", Money(D(grant), "EUR"),
                         datetime(2026, 5, 1, tzinfo=UTC))],
     )
@@ -175,7 +180,7 @@ def test_every_line_with_quantity_included_units_and_amount(sample: InvoiceDocum
         if line.included:
             assert f" {_qty(line.included)} included " in row, row
     adjustment = next(line for line in sample.lines if line.kind == "adjustment")
-    assert adjustment.description == "Late usage for 2026-09: api_calls"
+    assert adjustment.description == "Late usage for 2026-09: api_calls +800"
 
 
 def test_tier_breakdown_rows(sample: InvoiceDocument, sample_text: str) -> None:

@@ -12,12 +12,12 @@ from processors.billing.core.admin_records import (
     assignments_of,
     billing_party,
     credit_of,
-    plan_of,
 )
 from processors.billing.core.invoice import (
     InvoiceDocument,
     LateUsage,
     Party,
+    billed_amount,
     billed_so_far,
     compose_invoice,
     credit_spent,
@@ -80,20 +80,18 @@ def _compose(snapshot: BillingSnapshot, seller: Party, payment_terms_days: int, 
              history: Sequence[InvoiceDocument], usage: Mapping[str, Mapping[str, Decimal]],
              now: datetime) -> InvoiceDocument | str:
     tenant, plans = snapshot.tenant, snapshot.plans
+    assignments = assignments_of(snapshot.subscription, plans)
     earlier = [d for d in history if d.period != period]
-    late = []
-    for doc in earlier:
-        if doc.period >= period or doc.status == "draft":
-            continue
-        plan = plans.get((doc.plan, doc.plan_version))
-        if plan is not None and doc.period in usage:
-            late.append(LateUsage(doc.period, plan_of(plan),
-                                  billed_so_far(earlier, doc.period), usage[doc.period]))
+    # Periods whose invoice was finalized (or voided after): a period with only a draft is
+    # still to be closed by itself.
+    invoiced = {d.period for d in earlier if d.status != "draft"}
+    late = [LateUsage(p, assignments, billed_so_far(earlier, p), usage[p],
+                      billed_amount(earlier, p))
+            for p in late_periods(history, period) if p in usage and p in invoiced]
     credits = [credit_of(c) for c in snapshot.credits]
     draft = compose_invoice(
-        billing_party(tenant, payment_terms_days), seller, period,
-        assignments_of(snapshot.subscription, plans), usage.get(period, {}),
-        now, late, credits, credit_spent(earlier))
+        billing_party(tenant, payment_terms_days), seller, period, assignments,
+        usage.get(period, {}), now, late, credits, credit_spent(earlier))
     return "no plan in force during the period" if draft is None else draft
 
 

@@ -7,8 +7,13 @@ Pure code, no I/O. The rules an invoice follows (docs/billing.md says the same t
   each plan's fee is charged for the share of the period it was in force, to the second.
   The minimum spend of the final plan is prorated the same way.
 - Usage counted after its period was invoiced ("late usage") is billed on the next invoice
-  as an adjustment line per meter: the period is re-priced with the new quantity under the
-  plan it was invoiced with, and the difference is charged, so tiers are respected.
+  as one adjustment line per period: the whole period is priced again with what is counted
+  now (usage, tiers, prorated flat fees, the minimum spend) under the plans that were in
+  force in it, and what invoices that are not void already charged for it is taken off. A
+  difference of zero or less adds no line: late usage never lowers what a period cost (a
+  volume tier that makes more usage cheaper is not refunded; issue a credit note). So the
+  sum billed for a period is what its whole usage costs, or what was billed if that was
+  more; a void invoice counts as not billed.
 - Each line is rounded once, half-up, to the currency's minor unit; subtotal = sum of lines;
   tax = subtotal x the tenant's rate, rounded half-up; total = subtotal + tax.
 - Credits (prepaid grants and credit notes) are applied after tax, oldest first, skipping
@@ -26,7 +31,7 @@ from fractions import Fraction
 from typing import Literal
 
 from processors.billing.core.money import Money, exactly, round_to_minor
-from processors.billing.core.pricing import Plan, TierCharge, charge_meter, price_usage
+from processors.billing.core.pricing import Plan, TierCharge, price_usage
 from processors.usage.core.periods import period_bounds
 
 ZERO = Decimal(0)
@@ -131,12 +136,16 @@ class Credit:
 
 @dataclass(frozen=True)
 class LateUsage:
-    """Usage of an earlier, already invoiced period: what was billed and what is counted now."""
+    """An earlier, already invoiced period, checked again at this close."""
 
     period: str
-    plan: Plan
+    #: The plan assignments in force during that period (its invoice's plans).
+    assignments: Sequence[PlanAssignment]
+    #: Quantities billed for it so far, and counted now, per meter.
     billed: Mapping[str, Decimal]
     counted: Mapping[str, Decimal]
+    #: What invoices that are not void charged for it so far, before tax.
+    billed_amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -188,30 +197,17 @@ def credit_balances(credits: Sequence[Credit], spent: Mapping[str, Decimal],
     return usable
 
 
-@exactly
-def compose_invoice(
-    party: BillingParty,
-    seller: Party,
-    period: str,
-    assignments: Sequence[PlanAssignment],
-    usage: Mapping[str, Decimal],
-    issued_at: datetime,
-    late: Sequence[LateUsage] = (),
-    credits: Sequence[Credit] = (),
-    credit_spent: Mapping[str, Decimal] | None = None,
-) -> InvoiceDocument | None:
-    """The draft invoice of ``party`` for ``period``; None when no plan was in force in it."""
+def _period_lines(period: str, assignments: Sequence[PlanAssignment],
+                  usage: Mapping[str, Decimal], currency: str) -> list[InvoiceLine] | None:
+    """A period's own lines: usage under the plan in force at its end, each plan's flat fee
+    for the share of the period it was in force, the final plan's prorated minimum top-up.
+    None when no plan was in force in the period."""
     start, end = period_bounds(period)
     segments = plans_in_force(assignments, start, end)
     if not segments:
         return None
-    currency = party.currency
     final_from, final_until, final = segments[-1]
-    for plan in [p for _f, _u, p in segments] + [x.plan for x in late]:
-        if plan.currency != currency:
-            raise ValueError(f"plan {plan.name} bills in {plan.currency}, tenant in {currency}")
     whole = end - start
-
     metered = price_usage(replace(final, flat_fee=ZERO, minimum_spend=ZERO), usage)
     lines: list[InvoiceLine] = [
         InvoiceLine("usage", f"{c.meter}", period, c.amount, c.meter, c.quantity, c.included,
@@ -234,22 +230,69 @@ def compose_invoice(
     if minimum > priced:
         lines.append(InvoiceLine("minimum", f"Minimum spend top-up ({minimum:,} {currency})",
                                  period, Money(minimum - priced, currency)))
+    return lines
 
+
+@exactly
+def period_charge(period: str, assignments: Sequence[PlanAssignment],
+                  usage: Mapping[str, Decimal], currency: str) -> Decimal:
+    """What a period's own lines come to (before tax) for ``usage``; 0 with no plan."""
+    lines = _period_lines(period, assignments, usage, currency)
+    return sum((line.amount.amount for line in lines or ()), ZERO)
+
+
+def _late_line(earlier: LateUsage, currency: str
+               ) -> tuple[InvoiceLine | None, dict[str, Decimal]]:
+    """The adjustment for an earlier period (None when it owes nothing more), and the
+    quantities now covered for it. Usage once billed stays billed: each meter is priced at
+    the larger of what was billed and what is counted."""
+    covered = dict(earlier.billed)
+    for meter, quantity in earlier.counted.items():
+        covered[meter] = max(quantity, covered.get(meter, ZERO))
+    repriced = _period_lines(earlier.period, earlier.assignments, covered, currency)
+    if repriced is None:
+        return None, dict(earlier.billed)
+    owed = sum((line.amount.amount for line in repriced), ZERO) - earlier.billed_amount
+    if owed <= ZERO:
+        return None, covered
+    grown = {m: q - earlier.billed.get(m, ZERO) for m, q in sorted(covered.items())
+             if q > earlier.billed.get(m, ZERO)}
+    what = ", ".join(f"{m} +{q:,}" for m, q in grown.items())
+    single = next(iter(grown.items())) if len(grown) == 1 else (None, None)
+    text = f"Late usage for {earlier.period}" + (f": {what}" if what else "")
+    return InvoiceLine("adjustment", text, earlier.period, Money(owed, currency),
+                       single[0], single[1]), covered
+
+
+@exactly
+def compose_invoice(
+    party: BillingParty,
+    seller: Party,
+    period: str,
+    assignments: Sequence[PlanAssignment],
+    usage: Mapping[str, Decimal],
+    issued_at: datetime,
+    late: Sequence[LateUsage] = (),
+    credits: Sequence[Credit] = (),
+    credit_spent: Mapping[str, Decimal] | None = None,
+) -> InvoiceDocument | None:
+    """The draft invoice of ``party`` for ``period``; None when no plan was in force in it."""
+    currency = party.currency
+    for plan in [a.plan for a in assignments] + [a.plan for x in late for a in x.assignments]:
+        if plan.currency != currency:
+            raise ValueError(f"plan {plan.name} bills in {plan.currency}, tenant in {currency}")
+    period_lines = _period_lines(period, assignments, usage, currency)
+    if period_lines is None:
+        return None
+    start, end = period_bounds(period)
+    final = plans_in_force(assignments, start, end)[-1][2]
+    lines = list(period_lines)
     billed: dict[str, dict[str, Decimal]] = {period: dict(usage)}
     for earlier in sorted(late, key=lambda x: x.period):
-        billed_now = dict(earlier.billed)
-        for meter in sorted(earlier.plan.prices):
-            was, now = earlier.billed.get(meter, ZERO), earlier.counted.get(meter, ZERO)
-            if now <= was:
-                continue
-            price = earlier.plan.prices[meter]
-            delta = (charge_meter(meter, price, now, currency).amount.amount
-                     - charge_meter(meter, price, was, currency).amount.amount)
-            lines.append(InvoiceLine(
-                "adjustment", f"Late usage for {earlier.period}: {meter}", earlier.period,
-                Money(delta, currency), meter, now - was))
-            billed_now[meter] = now
-        billed[earlier.period] = billed_now
+        adjustment, covered = _late_line(earlier, currency)
+        if adjustment is not None:
+            lines.append(adjustment)
+        billed[earlier.period] = covered
 
     subtotal = sum((line.amount.amount for line in lines), ZERO)
     tax = ZERO if party.tax_rate is None else round_to_minor(
@@ -295,15 +338,23 @@ def credit_spent(documents: Sequence[InvoiceDocument]) -> dict[str, Decimal]:
 
 
 def billed_so_far(documents: Sequence[InvoiceDocument], period: str) -> dict[str, Decimal]:
-    """What earlier invoices billed for ``period``, per meter (void ones included: a voided
-    invoice cancels its charge, it does not put the usage up for billing again)."""
+    """The quantities finalized invoices billed for ``period``, per meter (a void invoice
+    billed nothing: voiding puts its usage up for billing again)."""
     billed: dict[str, Decimal] = {}
     for doc in documents:
-        if doc.status == "draft":
+        if doc.status != "finalized":
             continue
         for meter, quantity in doc.billed_usage.get(period, {}).items():
             billed[meter] = max(billed.get(meter, ZERO), quantity)
     return billed
+
+
+@exactly
+def billed_amount(documents: Sequence[InvoiceDocument], period: str) -> Decimal:
+    """What finalized invoices charged for ``period`` before tax: its own invoice's lines and
+    the adjustments for it on later invoices."""
+    return sum((line.amount.amount for doc in documents if doc.status == "finalized"
+                for line in doc.lines if line.period == period), ZERO)
 
 
 def format_number(prefix: str, year: int, sequence: int) -> str:
