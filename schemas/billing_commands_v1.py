@@ -18,7 +18,8 @@ VERSION = 1
 class CloseCommand:
     tenant_id: str
     period: str
-    reason: Literal["schedule", "operator"] = "schedule"
+    #: "reconcile": re-sent because the period's invoice or its PDF was still missing.
+    reason: Literal["schedule", "operator", "reconcile"] = "schedule"
     #: Carried in the record's ``correlation-id`` header; not part of the value.
     correlation_id: str | None = None
 

@@ -2,12 +2,17 @@
 
 Two parts in one app:
 
-- A timer on the Faust leader (``Billing.sweep``): when a period's end plus grace has
-  passed (by the worker's ``Clock``), it enqueues one close command per subscribed tenant
-  on ``billing-commands.v1``, waits for Kafka's acknowledgement, and only then records the
-  run in Cassandra, so a period is swept once (a crash in between sweeps it again, which
-  the closer's idempotence absorbs). Operators enqueue the same commands on demand
-  (``POST /v1/admin/billing/close``, ``meterly billing close``).
+- A timer on the Faust leader (``Billing.sweep``): for every period whose end plus grace
+  has passed (by the worker's ``Clock``) and that no run has swept yet, oldest first (a
+  billing outage across whole periods bills them all), it enqueues one close command per
+  subscribed tenant on ``billing-commands.v1``, waits for Kafka's acknowledgement, and
+  only then records the run in Cassandra, so a period is swept once (a crash in between
+  sweeps it again, which the closer's idempotence absorbs). Then it reconciles
+  (``Billing.reconcile``): for the due period and the one before, once their closes have
+  had ``METERLY_BILLING_RECONCILE_SECONDS``, every tenant the close covers that still has
+  no finalized invoice, or no PDF, gets its close enqueued again (a command Faust skipped,
+  an announcement that never reached the renderer). Operators enqueue the same commands on
+  demand (``POST /v1/admin/billing/close``, ``meterly billing close``).
 - An agent on that topic, keyed by tenant (so one tenant's closes run in order on one
   worker). Protocol, per batch of commands (``PeriodCloser.close``):
 
@@ -32,14 +37,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+from prometheus_client import Counter
 
 from processors.billing.closer import PeriodCloser, scheduled_commands
-from processors.billing.core.close import due_period
+from processors.billing.core.close import (
+    due_period,
+    first_period,
+    periods_to_sweep,
+    tenants_to_close,
+    unfinished,
+)
+from processors.billing.core.invoice import invoice_id
 from processors.billing.inputs import seller_of
 from processors.billing.invoice_numbers import InvoiceNumbers
 from processors.billing.invoice_store import InvoiceStore
@@ -55,13 +70,18 @@ from processors.kafka.transactions import exit_now, idempotent_producer
 from processors.runtime.clock import Clock, clock_from
 from processors.runtime.settings import Settings
 from processors.tenants.follower import follow_admin
+from processors.usage.core.periods import previous_period
 from processors.usage.mirror_table import UsageTable
 from schemas import billing_commands_v1
+from schemas.billing_commands_v1 import CloseCommand
 from schemas.topics import ADMIN, BILLING_COMMANDS, INVOICES
 from storage.cassandra import connect
 
 log = logging.getLogger(__name__)
 BATCH = 500
+RECONCILED = Counter("meterly_billing_reconciled_total",
+                     "closes enqueued again by the reconciliation: a tenant of a closed period "
+                     "without a finalized invoice, or without its PDF", ["missing"])
 
 
 class Billing:
@@ -88,6 +108,9 @@ class Billing:
         self._session = session
         self._run_done = session.prepare(
             f"SELECT enqueued FROM {keyspace}.billing_runs WHERE period = ?")
+        self._run_started = session.prepare(
+            f"SELECT started_at FROM {keyspace}.billing_runs WHERE period = ?")
+        self._next_reconcile = time.monotonic() + settings.billing_reconcile_seconds
         self._run_record = session.prepare(
             f"INSERT INTO {keyspace}.billing_runs (period, enqueued, started_at) "
             "VALUES (?, ?, ?)")
@@ -101,23 +124,74 @@ class Billing:
         self.cluster.shutdown()
 
     def sweep(self) -> int:
-        """Enqueue the closes of the latest due period unless that was done; return how many."""
-        period = due_period(self.clock(), self.grace)
+        """Enqueue the closes of every due period not swept yet, oldest first (a billing
+        outage across whole periods bills them all), then reconcile; return how many
+        closes were enqueued."""
+        due = due_period(self.clock(), self.grace)
+        enqueued = 0
+        for period in periods_to_sweep(due, self._swept,
+                                       first_period(self.directory.subscriptions())):
+            commands = scheduled_commands(self.directory, period)
+            self._enqueue(commands)
+            self._session.execute(self._run_record,
+                                  (self._run(period), len(commands), datetime.now(UTC)))
+            log.info("period close scheduled", extra={"period": period,
+                                                      "tenants": len(commands)})
+            enqueued += len(commands)
+        self.reconcile(due)
+        return enqueued
+
+    def _run(self, period: str) -> str:
         # A run is per deployment (its topics), so deployments sharing a keyspace, as test
         # runs do, never suppress each other's closes.
-        run = f"{self.commands_topic}:{period}"
-        if self._session.execute(self._run_done, (run,)).one() is not None:
-            return 0
-        commands = scheduled_commands(self.directory, period)
+        return f"{self.commands_topic}:{period}"
+
+    def _swept(self, period: str) -> bool:
+        return self._session.execute(self._run_done, (self._run(period),)).one() is not None
+
+    def _enqueue(self, commands: Sequence[CloseCommand]) -> None:
         for command in commands:
             self.producer.produce(self.commands_topic, billing_commands_v1.encode(command),
                                   key=command.tenant_id.encode())
             self.producer.poll(0)
         if self.producer.flush(30):
             raise RuntimeError("close commands not acknowledged by Kafka")
-        self._session.execute(self._run_record, (run, len(commands), datetime.now(UTC)))
-        log.info("period close scheduled", extra={"period": period, "tenants": len(commands)})
-        return len(commands)
+
+    def reconcile(self, due: str) -> int:
+        """For the due period and the one before, once their closes have had
+        ``billing_reconcile_seconds``: compare the tenants the close covers with their
+        invoices, and enqueue the close again for every tenant still without a finalized
+        invoice or its PDF (a close is idempotent; it announces an invoice without a PDF
+        again). Returns how many closes were enqueued again."""
+        now = time.monotonic()
+        if now < self._next_reconcile:
+            return 0
+        self._next_reconcile = now + self.settings.billing_reconcile_seconds
+        after = timedelta(seconds=self.settings.billing_reconcile_seconds)
+        redone = 0
+        for period in (previous_period(due), due):
+            run = self._session.execute(self._run_started, (self._run(period),)).one()
+            if run is None or datetime.now(UTC) - _utc(run.started_at) < after:
+                continue
+            tenants = tenants_to_close(self.directory.subscriptions(), period)
+            docs = self.closer.store.get_many([(t, invoice_id(t, period)) for t in tenants])
+            unclosed, unrendered = unfinished(tenants, docs)
+            if not unclosed and not unrendered:
+                continue
+            RECONCILED.labels("invoice").inc(len(unclosed))
+            RECONCILED.labels("pdf").inc(len(unrendered))
+            log.warning("closes enqueued again", extra={
+                "period": period, "without_invoice": len(unclosed),
+                "without_pdf": len(unrendered)})
+            self._enqueue([CloseCommand(t, period, "reconcile")
+                           for t in [*unclosed, *unrendered]])
+            redone += len(unclosed) + len(unrendered)
+        return redone
+
+
+def _utc(moment: datetime) -> datetime:
+    # The driver returns naive UTC datetimes.
+    return moment.replace(tzinfo=UTC)
 
 
 def build_app(settings: Settings, billing: Billing) -> faust.App:

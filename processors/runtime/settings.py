@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     renderer_workers: int = Field(default=2, ge=1)
     #: How often the billing agent looks for periods to close, in seconds.
     billing_tick_seconds: float = Field(default=30.0, gt=0)
+    #: How long after a period's closes were enqueued (and how often after) the billing
+    #: agent looks for tenants of the period still without an invoice or a PDF, in seconds.
+    billing_reconcile_seconds: float = Field(default=300.0, gt=0)
     #: Read "now" from this file (an RFC 3339 time) instead of the system clock: tests and
     #: demos move billing time forward by writing it. Never set in production.
     clock_file: Path | None = None

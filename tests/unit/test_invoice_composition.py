@@ -18,7 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.billing.closer import scheduled_commands
-from processors.billing.core.close import due_period
+from processors.billing.core.close import (
+    due_period,
+    first_period,
+    periods_to_sweep,
+    unfinished,
+)
 from processors.billing.core.invoice import (
     BillingParty,
     Credit,
@@ -562,3 +567,26 @@ def test_scheduled_commands_cover_tenants_with_a_plan_before_period_end() -> Non
         CloseCommand("t-b", NOV, "schedule"),
         CloseCommand("t-e", NOV, "schedule"),
     ]
+
+
+def test_periods_to_sweep_goes_back_to_the_last_swept_period() -> None:
+    swept = {"2026-08", "2026-09"}
+    assert periods_to_sweep("2026-11", swept.__contains__, "2026-01") == ["2026-10", "2026-11"]
+    assert periods_to_sweep("2026-09", swept.__contains__, "2026-01") == []
+    # Never before the first period any tenant had a plan in; nothing without any plan.
+    assert periods_to_sweep("2027-01", set().__contains__, "2026-11") == [
+        "2026-11", "2026-12", "2027-01"]
+    assert periods_to_sweep("2026-10", set().__contains__, "2026-11") == []
+    assert periods_to_sweep("2026-10", set().__contains__, None) == []
+
+
+def test_first_period_and_unfinished_closes() -> None:
+    subscriptions = {"a": subscription("a", "2026-10-05T00:00:00.000Z"),
+                     "b": subscription("b", "2026-12-01T00:00:00.000Z", "2026-08-31T23:00:00Z")}
+    assert first_period(subscriptions) == "2026-08"
+    assert first_period({}) is None
+    finalized = replace(document("finalized", NOV, {}), pdf_sha256="ab" * 32)
+    no_pdf = document("finalized", NOV, {})
+    draft = document("draft", NOV, {})
+    assert unfinished(["t1", "t2", "t3", "t4"], [finalized, no_pdf, draft, None]) == (
+        ["t3", "t4"], ["t2"])

@@ -3,7 +3,7 @@ one tenant's draft composed from a snapshot of its records (values, not a live d
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -46,6 +46,37 @@ class BillingSnapshot:
     #: Every plan version, by (name, version): the assignments' and earlier invoices'.
     plans: Mapping[tuple[str, int], PlanVersion]
     credits: Sequence[CreditRecord]
+
+
+def periods_to_sweep(due: str, swept: Callable[[str], bool], first: str | None) -> list[str]:
+    """The due periods a sweep still has to close, oldest first: ``due`` and every period
+    before it back to the latest one already ``swept`` (or to ``first``, the earliest
+    period any tenant had a plan in), so an outage across whole periods bills them all."""
+    if first is None:
+        return []
+    missing: list[str] = []
+    period = due
+    while period >= first and not swept(period):
+        missing.append(period)
+        period = previous_period(period)
+    return missing[::-1]
+
+
+def first_period(subscriptions: Mapping[str, Subscription]) -> str | None:
+    """The earliest period any tenant had a plan in."""
+    starts = [parse_time(a.effective_from) for s in subscriptions.values() for a in s.assignments]
+    return period_of(min(starts)) if starts else None
+
+
+def unfinished(tenants: Sequence[str], invoices: Sequence[InvoiceDocument | None]
+               ) -> tuple[list[str], list[str]]:
+    """Of the tenants a period's close covers (and their invoices for it, in order): those
+    without a finalized invoice, and those whose finalized invoice has no PDF yet."""
+    unclosed = [t for t, doc in zip(tenants, invoices, strict=True)
+                if doc is None or doc.status == "draft"]
+    unrendered = [t for t, doc in zip(tenants, invoices, strict=True)
+                  if doc is not None and doc.status != "draft" and doc.pdf_sha256 is None]
+    return unclosed, unrendered
 
 
 def tenants_to_close(subscriptions: Mapping[str, Subscription], period: str) -> list[str]:
