@@ -6,6 +6,7 @@ branch on it; ``title`` is short and fixed per type; ``detail`` explains this oc
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.metrics import PROBLEMS
 
+log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://meterly.dev/problems/"
 
@@ -57,6 +59,17 @@ def install(app: FastAPI) -> None:
         ]
         return problem_response(422, "invalid-request", "Invalid request",
                                 "the request does not match the API schema", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Still a problem document (and the error logged with the request's correlation
+        # id), never a text/plain 500; shared connections are left as they are.
+        cid = request.headers.get("x-correlation-id")
+        log.error("unhandled error", exc_info=exc,
+                  extra={"path": request.url.path, "correlation_id": cid})
+        return problem_response(500, "internal-error", "Internal error",
+                                "the request failed on the server; it may be retried",
+                                correlation_id=cid)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

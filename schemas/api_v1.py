@@ -7,7 +7,15 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    WithJsonSchema,
+    field_validator,
+)
 
 from schemas.plans_v1 import Amount
 
@@ -55,6 +63,15 @@ class TenantUpdate(_Strict):
                                      decimal_places=4, description="percent")
     payment_terms_days: int | None = Field(default=None, ge=0, le=365)
     billing_address: list[str] | None = Field(default=None, max_length=6)
+
+    @field_validator("name", "billing_email", "plan", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Left out keeps the value; null would store a tenant without a name or e-mail.
+        # (Runs only for fields the request sets: a default is not validated.)
+        if value is None:
+            raise ValueError("may not be null: leave the field out to keep its value")
+        return value
 
 
 class TenantPublic(BaseModel):

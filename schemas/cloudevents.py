@@ -41,7 +41,11 @@ def parse_time(value: Any, received: datetime) -> datetime:
         raise EventRejected(f"time {value!r} is not RFC 3339") from None
     if moment.tzinfo is None:
         raise EventRejected("time must carry a UTC offset (for example 2026-11-26T10:00:00Z)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-10:00 is past the last instant a datetime can hold in UTC.
+        raise EventRejected(f"time {value!r} is out of range") from None
 
 
 def parse_quantity(data: Any) -> Decimal:

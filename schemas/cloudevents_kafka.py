@@ -58,3 +58,5 @@ def record_to_event(value: bytes | None, headers: RawHeaders) -> dict[str, Any]:
         if isinstance(exc, EventRejected):
             raise
         raise EventRejected(f"record value is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EventRejected("record value is nested too deeply") from None

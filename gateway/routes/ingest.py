@@ -171,6 +171,12 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
             receipts.append({"id": event_id, "status": "rejected", "reason": str(exc)})
             INGEST_REJECTIONS.labels(rejection_reason(str(exc))).inc()
             continue
+        except Exception as exc:  # noqa: BLE001 - one event never fails its batch
+            log.warning("unreadable event rejected", extra={"error": repr(exc)})
+            receipts.append({"id": event_id, "status": "rejected",
+                             "reason": f"unreadable event ({type(exc).__name__})"})
+            INGEST_REJECTIONS.labels("unreadable").inc()
+            continue
         identity = identity_hash(tenant_id, event.source, event.id)
         if identity in in_request or identity in runtime.recent_ids:
             receipts.append({"id": event.id, "status": "duplicate", "reason": None})

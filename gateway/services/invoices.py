@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -120,21 +122,40 @@ async def close_period(runtime: Runtime, body: CloseRequest, cid: str) -> CloseA
                          invoices={t: invoice_id(t, body.period) for t in tenant_ids})
 
 
-def _cursor(text: str | None) -> bytes | None:
+def _cursor_key(runtime: Runtime) -> bytes:
+    return hashlib.sha256(b"meterly-cursor\x00" + runtime.admin_token.encode()).digest()
+
+
+def _cursor_out(runtime: Runtime, state: bytes | None) -> str | None:
+    """A next_cursor: Cassandra's paging state behind a MAC, so that only a cursor this
+    gateway handed out ever reaches Cassandra (a forged paging state breaks connections)."""
+    if not state:
+        return None
+    tag = hmac.new(_cursor_key(runtime), state, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(tag + state).decode()
+
+
+def _cursor_in(runtime: Runtime, text: str | None) -> bytes | None:
     if not text:
         return None
     try:
-        return base64.urlsafe_b64decode(text.encode())
+        raw = base64.urlsafe_b64decode(text.encode())
     except (binascii.Error, ValueError):
-        raise ProblemError(422, "invalid-cursor", "Invalid cursor",
-                           "pass next_cursor from the previous page unchanged") from None
+        raw = b""
+    tag, state = raw[:16], raw[16:]
+    want = hmac.new(_cursor_key(runtime), state, hashlib.sha256).digest()[:16]
+    if not state or not hmac.compare_digest(tag, want):
+        raise ProblemError(400, "invalid-cursor", "Invalid cursor",
+                           "pass next_cursor from the previous page unchanged")
+    return state
 
 
 async def all_invoices(runtime: Runtime, limit: int, cursor: str | None) -> InvoicePage:
     """Every tenant's invoices, a page at a time (storage order)."""
-    docs, state = await run_in_threadpool(runtime.invoices.page, limit, _cursor(cursor))
+    docs, state = await run_in_threadpool(runtime.invoices.page, limit,
+                                          _cursor_in(runtime, cursor))
     return InvoicePage(data=[invoice_public(runtime, d) for d in docs],
-                       next_cursor=base64.urlsafe_b64encode(state).decode() if state else None)
+                       next_cursor=_cursor_out(runtime, state))
 
 
 async def void_invoice(runtime: Runtime, tenant_id: str, inv_id: str) -> InvoicePublic:

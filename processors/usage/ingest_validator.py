@@ -126,6 +126,13 @@ class IngestValidator:
                 rejected += 1
                 invalid_record(INGEST, where(msg), exc, partial(self._dead, msg))
                 continue
+            except Exception as exc:  # noqa: BLE001 - a record never stops the validator
+                # Input no check foresaw: dead-lettered like any invalid record, with the
+                # error, instead of failing the batch again and again.
+                rejected += 1
+                reason = EventRejected(f"unreadable record ({type(exc).__name__}: {exc})")
+                invalid_record(INGEST, where(msg), reason, partial(self._dead, msg))
+                continue
             valid[tenant_id].append(event)
         for tenant_id, events in valid.items():
             for i in range(0, len(events), MAX_EVENTS_PER_RECORD):

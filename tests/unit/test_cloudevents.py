@@ -97,3 +97,18 @@ def test_fast_json_path_keeps_quantities_exact() -> None:
         assert to_usage_event(event, NOW).quantity == Decimal(literal)
     long = orjson.loads('[{"data": {"quantity": 123456789012345.123}}]')
     assert not floats_are_exact(long)
+
+
+@pytest.mark.parametrize("time", ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_a_utc_datetime_cannot_hold_is_rejected_not_raised(time: str) -> None:
+    event = {"specversion": "1.0", "id": "x", "source": "s", "type": "t", "time": time}
+    with pytest.raises(EventRejected, match="out of range"):
+        to_usage_event(event, datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_a_record_nested_too_deeply_is_rejected_not_raised() -> None:
+    from schemas.cloudevents_kafka import record_to_event
+
+    deep = b'{"specversion": "1.0", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(EventRejected, match="nested too deeply"):
+        record_to_event(deep, [("content-type", b"application/cloudevents+json")])
