@@ -26,6 +26,7 @@ from processors.runtime.operator_token import read_admin_token
 from processors.runtime.settings import Settings, get_settings
 from processors.tenants.follower import follow_admin
 from processors.usage.mirror_table import UsageTable
+from processors.usage.progress_table import ProgressTable
 from processors.webhooks.store import WebhookStore
 from schemas.topics import ADMIN, USAGE
 from storage.cassandra import connect
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = Runtime(
             settings=settings, admin_token=admin_token, producer=producer,
             directory=directory, admin_topic=admin_topic,
+            progress=ProgressTable(session, settings.cassandra_keyspace, settings.topic_prefix),
             sink=UsageSink(producer, USAGE.full_name(settings.topic_prefix)),
             usage=usage_table,
             limiter=RateLimiter(settings.gateway_processes),

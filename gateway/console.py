@@ -25,6 +25,7 @@ from gateway.charts import daily_bars, days_of
 from gateway.problems import ProblemError
 from gateway.runtime import Runtime, RuntimeDep, tenant_or_404
 from gateway.services import invoices, tenants, webhooks
+from gateway.services.usage import read_gaps
 from processors.tenants.core import keys
 from processors.usage.core.periods import period_bounds, period_of
 from schemas.admin_v1 import TenantStatus
@@ -179,13 +180,15 @@ async def _tenant_view(request: Request, runtime: Runtime, tenant_id: str,
         upcoming = None
     preview_id = request.query_params.get("preview")
     preview = next((i.id for i in history if i.id == preview_id and i.pdf_url), None)
+    gaps = await read_gaps(runtime, tenant_id)
     hooks = []
     for endpoint in await webhooks.list_webhooks(runtime, tenant_id):
         deliveries = await webhooks.list_deliveries(runtime, tenant_id, endpoint.id, 20)
         hooks.append({**endpoint.model_dump(), "deliveries": deliveries})
     return _page("tenant.html", request, title=tenant.name, tenant=tenant, keys=keys,
                  new_key=new_key, new_secret=new_secret, period=period, charts=charts,
-                 invoices=history, upcoming=upcoming, preview=preview, webhooks=hooks)
+                 invoices=history, upcoming=upcoming, preview=preview, webhooks=hooks,
+                 gaps=gaps)
 
 
 @router.get("/tenants/{tenant_id}/invoices/{inv_id}.pdf")

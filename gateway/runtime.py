@@ -23,6 +23,7 @@ from processors.tenants.core import keys
 from processors.tenants.core.directory import Directory
 from processors.tenants.follower import AdminTopic
 from processors.usage.mirror_table import UsageTable
+from processors.usage.progress_table import ProgressTable
 from processors.webhooks.store import WebhookStore
 from schemas.admin_v1 import Tenant
 from storage.object_store import ObjectStore
@@ -45,6 +46,8 @@ class Runtime:
     admin_topic: AdminTopic
     sink: UsageSink
     usage: UsageTable
+    #: The billing workers' close barriers: ``complete_through`` and ``billing status``.
+    progress: ProgressTable
     limiter: RateLimiter
     invoices: InvoiceStore
     objects: ObjectStore

@@ -86,6 +86,18 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest_dead_letter(args: argparse.Namespace) -> int:
+    if not args.replay:
+        query = "?limit=1000" + (f"&tenant_id={args.tenant}" if args.tenant else "")
+        for d in _api(args, "GET", f"/v1/admin/ingest/dead-letter{query}"):
+            print(f"{d['place']}\t{d['tenant_id']}\t{d['event_id'] or '-'}\t{d['reason']}")
+        return 0
+    body = {"tenant_id": args.tenant, "reason_contains": args.reason}
+    done = _api(args, "POST", "/v1/admin/ingest/dead-letter/replay", body)
+    say(f"replayed {done['replayed']} records to the ingest topic")
+    return 0
+
+
 def cmd_mirror_rebuild(_args: argparse.Namespace) -> int:
     from processors.usage.mirror_rebuild import rebuild_mirror
 
@@ -143,6 +155,16 @@ def add_parsers(sub: Any) -> None:
     dead.add_argument("--endpoint")
     dead.add_argument("--type")
     dead.set_defaults(func=cmd_dead_letter)
+
+    ingest = sub.add_parser("ingest", help="the ingest dead-letter topic")
+    i_actions = ingest.add_subparsers(dest="action", required=True)
+    i_dead = with_url(i_actions.add_parser(
+        "dead-letter", help="list refused ingest records, or --replay them"))
+    i_dead.add_argument("--replay", action="store_true",
+                        help="write them back to the ingest topic to be judged again")
+    i_dead.add_argument("--tenant")
+    i_dead.add_argument("--reason", help="only records whose reason contains this text")
+    i_dead.set_defaults(func=cmd_ingest_dead_letter)
 
     mirror = sub.add_parser("mirror", help="the Cassandra usage mirror")
     m_actions = mirror.add_subparsers(dest="action", required=True)

@@ -67,8 +67,34 @@ def _wait(client: httpx.Client, invoices: dict[str, str], timeout: float) -> int
     return 0
 
 
+def cmd_billing_status(args: argparse.Namespace) -> int:
+    """The close barrier as the billing workers report it."""
+    base, headers = gateway_url(args.url), operator_headers()
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        answer = client.get("/v1/admin/billing/status")
+    if answer.status_code != 200:
+        say(f"error {answer.status_code}: {problem_detail(answer)}")
+        return 1
+    status = answer.json()
+    print(f"usage complete through\t{status['complete_through'] or 'not proven yet'}")
+    print(f"closes waiting\t{status['closes_waiting']}")
+    if not status["workers"]:
+        print("no billing worker has reported in the last two minutes")
+        return 2
+    for w in status["workers"]:
+        if w["stage"] in ("ingest-validator", "counter", "mirror") and w["records_behind"]:
+            waits = (f"waiting for the {w['stage']} ({w['records_behind']} records behind) "
+                     f"since {w['waiting_since']}")
+        else:
+            waits = "caught up"
+        print(f"{w['worker']}\t{w['complete_through'] or '-'}\t{waits}"
+              f"\t{w['closes_waiting']} closes held")
+    return 0
+
+
 def add_parser(sub: Any) -> None:
-    billing = sub.add_parser("billing", help="billing operations (close a period)")
+    billing = sub.add_parser("billing", help="billing operations (close a period; the "
+                             "close barrier's status)")
     actions = billing.add_subparsers(dest="action", required=True)
     close = actions.add_parser("close", help="close a period now (idempotent)")
     close.add_argument("period", help="YYYY-MM (UTC)")
@@ -79,3 +105,8 @@ def add_parser(sub: Any) -> None:
                             "print them")
     close.add_argument("--timeout", type=float, default=300.0)
     close.set_defaults(func=cmd_billing_close)
+    status = actions.add_parser(
+        "status", help="the close barrier: until when usage is complete, what a held close "
+        "waits for")
+    status.add_argument("--url", help="gateway URL (default: METERLY_PUBLIC_URL or host:port)")
+    status.set_defaults(func=cmd_billing_status)

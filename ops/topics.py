@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class TopicMismatchError(RuntimeError):
-    """An existing topic has fewer partitions than its definition asks for."""
+    """An existing topic has another partition count than its definition."""
 
 
 def ensure_topics(
@@ -33,11 +33,12 @@ def ensure_topics(
         name = spec.full_name(prefix)
         if name in existing:
             have = len(existing[name].partitions)
-            if have < spec.partitions:
+            if have != spec.partitions:
                 raise TopicMismatchError(
-                    f"topic {name} has {have} partitions, its definition asks for "
-                    f"{spec.partitions}; keys would map to other partitions, so Meterly will "
-                    "not change it silently"
+                    f"topic {name} has {have} partitions, its definition "
+                    f"(schemas/topics.py) has {spec.partitions}; keys would map to other "
+                    "partitions than the ones holding their state, so Meterly refuses to "
+                    "run with it"
                 )
             continue
         wanted.append(

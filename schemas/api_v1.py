@@ -131,6 +131,28 @@ class IngestResult(BaseModel):
     receipts: list[Receipt]
 
 
+class GapPublic(BaseModel):
+    first: int
+    last: int
+
+
+class SourceGapsPublic(BaseModel):
+    source: str
+    lowest: int = Field(description="the lowest sequence number seen from this source")
+    highest: int = Field(description="the highest sequence number seen")
+    missing: int = Field(description="how many numbers between them never arrived")
+    gaps: list[GapPublic] = Field(description="the missing ranges, inclusive, in order")
+    overflow: bool = Field(description="more gaps opened than Meterly keeps (10,000 ranges); "
+                           "later ones are not tracked")
+    updated_at: str | None
+
+
+class UsageGapsPublic(BaseModel):
+    tenant_id: str
+    sources: list[SourceGapsPublic]
+    open_gaps: int = Field(description="missing ranges over every source")
+
+
 class MeterUsagePublic(BaseModel):
     meter: str
     count: int
@@ -141,6 +163,9 @@ class UsagePublic(BaseModel):
     tenant_id: str
     period: str
     meters: list[MeterUsagePublic]
+    complete_through: str | None = Field(
+        default=None, description="every event accepted before this instant is in these "
+        "counters (RFC 3339); null while no billing worker has proven it")
 
 
 class ResourceResponse(BaseModel):
@@ -203,6 +228,24 @@ class CloseAccepted(BaseModel):
     invoices: dict[str, str] = Field(description="tenant id -> the invoice id it will have")
 
 
+class BarrierWorkerPublic(BaseModel):
+    worker: str
+    complete_through: str | None
+    stage: str = Field(description="the stage its current snapshot waits for "
+                       "(ingest-validator, counter, mirror) or starting")
+    waiting_since: str | None
+    records_behind: int
+    closes_waiting: int
+    updated_at: str | None
+
+
+class BillingStatus(BaseModel):
+    complete_through: str | None = Field(
+        description="every event accepted before this instant is counted and mirrored")
+    closes_waiting: int = Field(description="close commands held by the close barrier")
+    workers: list[BarrierWorkerPublic]
+
+
 class MoneyPublic(BaseModel):
     amount: str
     currency: str
@@ -242,6 +285,13 @@ class CreditAppliedPublic(BaseModel):
     remaining: MoneyPublic
 
 
+class OpenGapPublic(BaseModel):
+    source: str
+    missing: int
+    range_count: int
+    ranges: list[list[int]] = Field(description="the first missing ranges, [first, last]")
+
+
 class InvoicePublic(BaseModel):
     id: str
     number: str | None
@@ -269,6 +319,12 @@ class InvoicePublic(BaseModel):
     finalized_at: str | None
     voided_at: str | None
     pdf_sha256: str | None
+    complete_through: str | None = Field(
+        default=None, description="every event accepted before this instant is counted on "
+        "this invoice (RFC 3339; the period's end when the whole period is)")
+    open_gaps: list[OpenGapPublic] = Field(
+        default_factory=list, description="producers whose sequence numbers had gaps when "
+        "the invoice was closed (its usage may be short by their missing events)")
     pdf_url: str | None = Field(default=None, description="expiring download link")
 
 
@@ -338,6 +394,20 @@ class DeadLetterReplay(_Strict):
     tenant_id: str | None = None
     endpoint_id: str | None = None
     event_type: str | None = None
+
+
+class IngestDeadLetterPublic(BaseModel):
+    place: str = Field(description="topic/partition/offset of the dead letter")
+    source: str = Field(description="topic/partition/offset the record was refused at")
+    tenant_id: str
+    reason: str
+    event_id: str | None = Field(description="the CloudEvent id, when the record has one")
+    replayed_from: str | None = Field(description="the dead letter this record replayed")
+
+
+class IngestReplay(_Strict):
+    tenant_id: str | None = None
+    reason_contains: str | None = Field(default=None, max_length=200)
 
 
 class DeadLetterPublic(BaseModel):

@@ -75,6 +75,23 @@ def parse_quantity(data: Any) -> Decimal:
     return quantity.normalize() if quantity == quantity.to_integral() else quantity
 
 
+#: A sequence number: the CloudEvents ``sequence`` extension as an unsigned decimal integer
+#: (leading zeros allowed, so zero-padded strings, which order as text, mean the same).
+MAX_SEQUENCE_DIGITS = 18
+
+
+def parse_sequence(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EventRejected("sequence must be a decimal integer (string or number)")
+    text = str(value)
+    if not text.isascii() or not text.isdigit() or len(text) > MAX_SEQUENCE_DIGITS:
+        raise EventRejected(f"sequence must be an unsigned decimal integer of at most "
+                            f"{MAX_SEQUENCE_DIGITS} digits")
+    return int(text)
+
+
 def _text(event: dict[str, Any], name: str, limit: int, required: bool = True) -> str | None:
     value = event.get(name)
     if value is None and not required:
@@ -86,8 +103,15 @@ def _text(event: dict[str, Any], name: str, limit: int, required: bool = True) -
     return value
 
 
-def to_usage_event(event: Any, received: datetime) -> UsageEvent:
-    """Validate one structured-mode CloudEvent (already parsed JSON)."""
+def to_usage_event(event: Any, received: datetime, require_time: bool = False) -> UsageEvent:
+    """Validate one structured-mode CloudEvent (already parsed JSON).
+
+    Without ``time`` the event is stamped ``received``. Its identity is then remembered for
+    35 days from that receipt and no longer: a resend more than 35 days later carries a new
+    receipt time in an open period and counts again (with ``time``, the resend is refused
+    because its period is closed). ``require_time`` (``METERLY_REQUIRE_EVENT_TIME``) refuses
+    events without ``time`` for deployments whose producers may resend that late.
+    """
     if not isinstance(event, dict):
         raise EventRejected("each event must be a JSON object")
     if event.get("specversion") != "1.0":
@@ -101,6 +125,11 @@ def to_usage_event(event: Any, received: datetime) -> UsageEvent:
     content_type = event.get("datacontenttype")
     if content_type is not None and content_type != "application/json":
         raise EventRejected("datacontenttype must be application/json when given")
+    if require_time and event.get("time") is None:
+        raise EventRejected("time is required (METERLY_REQUIRE_EVENT_TIME): an event without "
+                            "it could be counted again if resent more than 35 days later")
     moment = parse_time(event.get("time"), received)
     quantity = parse_quantity(event.get("data"))
-    return UsageEvent(event_id, source, meter, int(moment.timestamp() * 1000), quantity, subject)
+    sequence = parse_sequence(event.get("sequence"))
+    return UsageEvent(event_id, source, meter, int(moment.timestamp() * 1000), quantity, subject,
+                      sequence)

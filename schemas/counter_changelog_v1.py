@@ -11,6 +11,9 @@ Two kinds of record, told apart by the key's first byte:
   -> the ids first seen in that batch, as 20-byte entries: 16-byte id hash + 4-byte
   big-endian expiry day. A batch's ids are split into chunks of at most ``SEEN_CHUNK``
   entries so that no record exceeds Kafka's default 1 MB message size.
+- ``G`` + JSON ``[tenant, source]`` -> JSON ``{"low": n, "high": n, "gaps": [[a, b], ...],
+  "overflow": bool}``: a producer's sequence numbers seen so far, as the lowest, the highest
+  and the missing ranges between them (absolute, the latest value wins).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import orjson
 
 COUNTER = b"C"
 SEEN = b"D"
+SEQUENCE = b"G"
 _ENTRY = struct.Struct(">16sI")
 _OFFSET = struct.Struct(">qH")
 SEEN_CHUNK = 25_000
@@ -60,3 +64,26 @@ def parse_seen(value: bytes) -> Iterator[tuple[bytes, int]]:
     if len(value) % _ENTRY.size:
         raise ValueError("seen-ids value is not a whole number of entries")
     yield from _ENTRY.iter_unpack(value)
+
+
+SequenceKey = tuple[str, str]  # tenant, source
+#: low, high, missing ranges (inclusive), whether more gaps opened than are kept.
+SequenceState = tuple[int, int, tuple[tuple[int, int], ...], bool]
+
+
+def sequence_key(key: SequenceKey) -> bytes:
+    return SEQUENCE + orjson.dumps(list(key))
+
+
+def sequence_value(state: SequenceState) -> bytes:
+    low, high, gaps, overflow = state
+    return orjson.dumps({"low": low, "high": high, "gaps": [list(g) for g in gaps],
+                         "overflow": overflow})
+
+
+def parse_sequence(key: bytes, value: bytes) -> tuple[SequenceKey, SequenceState]:
+    tenant, source = orjson.loads(key[1:])
+    doc = orjson.loads(value)
+    gaps = tuple((int(a), int(b)) for a, b in doc["gaps"])
+    return (str(tenant), str(source)), (int(doc["low"]), int(doc["high"]), gaps,
+                                        bool(doc.get("overflow", False)))

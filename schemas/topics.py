@@ -37,6 +37,8 @@ class TopicSpec:
     on_invalid: OnInvalid = "skip"
     #: Where ``dead-letter`` sends such records (a topic name without the prefix).
     dead_letter: str | None = None
+    #: The broker stamps each record's time (``LogAppendTime``) instead of the producer.
+    broker_time: bool = False
 
     def full_name(self, prefix: str) -> str:
         return f"{prefix}{self.name}"
@@ -48,6 +50,8 @@ class TopicSpec:
             # With three replicas a write survives one broker loss only if two acknowledged it.
             "min.insync.replicas": "2" if replication >= 3 else "1",
         }
+        if self.broker_time:
+            config["message.timestamp.type"] = "LogAppendTime"
         return config
 
 
@@ -69,6 +73,8 @@ INGEST = TopicSpec(
     "ingest.cloudevents.v1", 4, "delete", 7 * DAY_MS,
     "CloudEvents (Kafka protocol binding) written by a platform's own services",
     on_invalid="dead-letter", dead_letter=INGEST_DEAD_LETTER.name,
+    # Records are judged by when the broker took them, not by a producer's clock.
+    broker_time=True,
 )
 # Co-partitioned with USAGE (same partition count): partition p holds source partition p's
 # counters and remembered ids. Compacted: the latest counter value per key is kept. The
@@ -125,3 +131,11 @@ def spec_of(full_name: str, prefix: str) -> TopicSpec:
         if spec.full_name(prefix) == full_name:
             return spec
     raise KeyError(f"{full_name} is not one of Meterly's topics")
+
+
+# Consumer groups whose committed offsets mean "counted" (each gets the deployment's
+# prefix, like the topics). The close barrier (``processors.usage.completeness``) reads them:
+# the validator's on the ingest topic, the counter's on usage, the mirror's on the changelog.
+INGEST_VALIDATOR_GROUP = "ingest-validator"
+COUNTER_GROUP = "counter"
+MIRROR_GROUP = "mirror"

@@ -4,11 +4,14 @@ Faust, and any per-record consumer, pays a fixed cost per Kafka record, so the g
 the accepted events of a request (or of concurrent requests of one tenant) into one record
 keyed by tenant. The value is JSON:
 
-    {"v": 1, "tenant": "t_...", "events": [[id, source, meter, time_ms, quantity, subject]]}
+    {"v": 1, "tenant": "t_...", "events": [[id, source, meter, time_ms, quantity, subject,
+                                            sequence]]}
 
 ``quantity`` is a decimal string (never a float); ``time_ms`` is the event time in Unix
-milliseconds (UTC); ``subject`` may be null. Headers: ``correlation-id``. A newer writer
-may append columns to an event, and keys to the object: readers ignore them.
+milliseconds (UTC); ``subject`` and ``sequence`` (the CloudEvents ``sequence`` extension
+as an integer) may be null; records of writers before ``sequence`` have six columns. Headers:
+``correlation-id``. A newer writer may append columns to an event, and keys to the object:
+readers ignore them.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class UsageEvent:
     time_ms: int
     quantity: Decimal
     subject: str | None = None
+    #: The producer's sequence number for ``source`` (CloudEvents ``sequence``), if sent.
+    sequence: int | None = None
 
     @property
     def time(self) -> datetime:
@@ -52,7 +57,7 @@ def encode(record: UsageRecord) -> bytes:
         "v": VERSION,
         "tenant": record.tenant,
         "events": [
-            [e.id, e.source, e.meter, e.time_ms, str(e.quantity), e.subject]
+            [e.id, e.source, e.meter, e.time_ms, str(e.quantity), e.subject, e.sequence]
             for e in record.events
         ],
     })
@@ -66,8 +71,9 @@ def decode(raw: bytes) -> UsageRecord:
         tenant = doc["tenant"]
         events = tuple(
             UsageEvent(str(i), str(s), str(m), int(t), Decimal(q),
-                       None if sub is None else str(sub))
-            for i, s, m, t, q, sub, *_added in doc["events"]
+                       None if sub is None else str(sub),
+                       None if not added or added[0] is None else int(added[0]))
+            for i, s, m, t, q, sub, *added in doc["events"]
         )
     except RecordError:
         raise

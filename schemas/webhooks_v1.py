@@ -24,7 +24,8 @@ VERSION = 1
 INVOICE_FINALIZED = "invoice.finalized"
 INVOICE_VOIDED = "invoice.voided"
 USAGE_THRESHOLD = "usage.threshold_reached"
-EVENT_TYPES = (INVOICE_FINALIZED, INVOICE_VOIDED, USAGE_THRESHOLD)
+USAGE_GAP = "usage.gap_detected"
+EVENT_TYPES = (INVOICE_FINALIZED, INVOICE_VOIDED, USAGE_THRESHOLD, USAGE_GAP)
 
 
 @dataclass(frozen=True)

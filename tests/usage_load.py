@@ -151,6 +151,17 @@ class WorkerProcess:
             self.proc.wait()
             self.kills += 1
 
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets and state but does nothing (a GC pause, a
+        frozen VM); ``resume`` sends SIGCONT."""
+        assert self.proc is not None
+        assert self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from gateway.runtime import Operator, RuntimeDep, tenant_or_404
 from gateway.services import tenants
-from gateway.services.usage import read_usage
+from gateway.services.usage import read_gaps, read_usage
 from schemas.api_v1 import (
     KeyCreate,
     KeyCreated,
@@ -18,6 +18,7 @@ from schemas.api_v1 import (
     TenantPage,
     TenantPublic,
     TenantUpdate,
+    UsageGapsPublic,
     UsagePublic,
 )
 
@@ -81,6 +82,12 @@ async def revoke_key(tenant_id: str, key_id: str, runtime: RuntimeDep,
 async def rotate_key(tenant_id: str, key_id: str, body: KeyRotate, runtime: RuntimeDep,
                      _: Operator) -> KeyCreated:
     return await tenants.rotate_key(runtime, tenant_id, key_id, body.overlap_seconds)
+
+
+@router.get("/tenants/{tenant_id}/usage/gaps", response_model=UsageGapsPublic)
+async def tenant_usage_gaps(tenant_id: str, runtime: RuntimeDep,
+                            _: Operator) -> UsageGapsPublic:
+    return await read_gaps(runtime, tenant_or_404(runtime, tenant_id).id)
 
 
 @router.get("/tenants/{tenant_id}/usage", response_model=UsagePublic)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -58,21 +59,41 @@ async def _read_body(request: Request) -> bytes:
     return body
 
 
-def floats_are_exact(doc: Any) -> bool:
-    """True when every float quantity in ``doc`` names the same decimal as its JSON text.
+#: A quantity's number literal, in document order (``exact_quantities``).
+_QUANTITY_LITERAL = re.compile(rb'"quantity"\s*:\s*(-?[0-9][0-9.eE+-]*)')
 
-    orjson is several times faster than the standard parser but reads numbers as floats. A
-    decimal literal of at most 15 significant digits survives the trip through a float and
-    back through ``repr`` exactly, so only longer quantities need the slower exact parse.
+
+def exact_quantities(doc: Any, body: bytes) -> bool:
+    """Give every float quantity in ``doc`` (parsed by orjson, which reads numbers as
+    floats) the exact decimal of its literal in ``body``; False when the literals cannot be
+    matched to the quantities one for one (a ``quantity`` key elsewhere in the body, an
+    escaped key), and the caller parses the body again with exact decimals.
+
+    Deciding from the literal, not from the float, keeps ``0.30000000000000001`` what it
+    is (and refused for its decimals) instead of the float's ``0.3``.
     """
     events = doc if isinstance(doc, list) else [doc]
+    slots: list[tuple[dict[str, Any], Any]] = []
     for event in events:
         data = event.get("data") if isinstance(event, dict) else None
-        quantity = data.get("quantity") if isinstance(data, dict) else None
-        if isinstance(quantity, float):
-            digits = repr(quantity).split("e")[0].replace("-", "").replace(".", "").lstrip("0")
-            if len(digits) > 15:
-                return False
+        if isinstance(data, dict) and "quantity" in data:
+            value = data["quantity"]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                slots.append((data, value))
+    if not any(isinstance(value, float) for _data, value in slots):
+        return True
+    literals = _QUANTITY_LITERAL.findall(body)
+    if len(literals) != len(slots):
+        return False
+    for (data, value), literal in zip(slots, literals, strict=True):
+        try:
+            exact = Decimal(literal.decode())
+        except InvalidOperation:
+            return False
+        if float(exact) != float(value):
+            return False
+        if isinstance(value, float):
+            data["quantity"] = exact
     return True
 
 
@@ -83,8 +104,8 @@ def _parse_events(content_type: str, body: bytes) -> list[Any]:
                            f"send {', '.join((*BATCH_TYPES, SINGLE_TYPE))}")
     try:
         doc = orjson.loads(body)
-        if not floats_are_exact(doc):
-            # A quantity literal too long for a float: parse again, decimals as Decimal.
+        if not exact_quantities(doc, body):
+            # Quantities not matched to their literals: parse again, decimals as Decimal.
             doc = json.loads(body, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProblemError(400, "malformed-json", "Malformed JSON", str(exc)) from None
@@ -136,8 +157,11 @@ async def ingest_events(request: Request, tenant: CurrentTenant,
 
 
 async def _accept(runtime: RuntimeDep, tenant_id: str, events: list[UsageEvent],
-                  cid: str) -> None:
-    """Hand ``events`` to the sink; a Kafka failure becomes a 503 that says to retry."""
+                  cid: str, retry: str = "retry the same request: its events keep their "
+                  "ids, so none counts twice") -> None:
+    """Hand ``events`` to the sink; a Kafka failure becomes a 503 that says what a retry
+    does. Kafka may have written a record whose acknowledgement timed out, so the answer
+    never claims that nothing was recorded."""
     try:
         await runtime.sink.accept(tenant_id, events, cid)
         if log.isEnabledFor(logging.DEBUG):
@@ -145,8 +169,8 @@ async def _accept(runtime: RuntimeDep, tenant_id: str, events: list[UsageEvent],
                                                "events": len(events)})
     except DeliveryFailed as exc:
         raise ProblemError(503, "ingest-unavailable", "Ingest unavailable",
-                           f"Kafka did not acknowledge the usage events ({exc}); nothing "
-                           "from this request was accepted, retry it",
+                           f"Kafka did not acknowledge the usage events in time ({exc}); "
+                           f"some may have been recorded: {retry}",
                            headers={"Retry-After": "1"}) from None
 
 
@@ -163,7 +187,7 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
         event_id = raw.get("id") if isinstance(raw, dict) else None
         event_id = event_id if isinstance(event_id, str) else None
         try:
-            event = to_usage_event(raw, now)
+            event = to_usage_event(raw, now, runtime.settings.require_event_time)
             why = window.rejection(event.time_ms)
             if why:
                 raise EventRejected(why)
@@ -200,19 +224,41 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
             "rejected": counts["rejected"], "receipts": receipts}
 
 
+#: What an Idempotency-Key on a metered resource may hold (it becomes the event's id).
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
 @router.api_route("/resources/{name}", methods=["GET", "POST"],
                   response_model=ResourceResponse)
 async def metered_resource(name: str, request: Request, tenant: CurrentTenant,
                            runtime: RuntimeDep) -> Response:
-    """A metered resource: answers, and records one usage event for meter ``name``."""
+    """A metered resource: answers, and records one usage event for meter ``name``.
+
+    Send ``Idempotency-Key`` to make retries count once: the event's id is derived from
+    it, so a call whose answer was lost (a timeout, a 503 after Kafka took the record
+    anyway) can be repeated with the same key and is counted once. Without it every call
+    is a new event.
+    """
     if not METER_PATTERN.match(name):
         raise ProblemError(422, "invalid-meter", "Invalid meter name",
                            "a resource name may hold letters, digits, '.', '_', ':' and '-'")
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _KEY.match(key):
+        raise ProblemError(400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+                           "an Idempotency-Key holds 1 to 200 printable ASCII characters")
     if exceeded := await runtime.quotas.check(tenant.id, (name,)):
         raise quota_problem(exceeded, datetime.now(UTC))
-    INGEST_EVENTS.labels("accepted").inc()
-    event = UsageEvent(id=uuid.uuid4().hex, source="meterly/gateway", meter=name,
+    event_id = f"idempotency:{name}:{key}" if key else uuid.uuid4().hex
+    event = UsageEvent(id=event_id, source="meterly/gateway", meter=name,
                        time_ms=int(datetime.now(UTC).timestamp() * 1000), quantity=Decimal(1))
-    await _accept(runtime, tenant.id, [event], correlation_id(request))
+    identity = identity_hash(tenant.id, event.source, event.id)
+    if key and identity in runtime.recent_ids:
+        INGEST_EVENTS.labels("duplicate").inc()
+    else:
+        await _accept(runtime, tenant.id, [event], correlation_id(request),
+                      retry="retry with the same Idempotency-Key and it counts once" if key
+                      else "a retry counts again unless the call sends an Idempotency-Key")
+        runtime.recent_ids.put(identity, True)
+        INGEST_EVENTS.labels("accepted").inc()
     return Response(orjson.dumps({"resource": name, "event_id": event.id, "metered": True}),
                     media_type="application/json")

@@ -14,7 +14,13 @@ from fastapi.responses import RedirectResponse
 
 from gateway.runtime import CurrentTenant, Operator, RuntimeDep, correlation_id
 from gateway.services import invoices
-from schemas.api_v1 import CloseAccepted, CloseRequest, InvoicePage, InvoicePublic
+from schemas.api_v1 import (
+    BillingStatus,
+    CloseAccepted,
+    CloseRequest,
+    InvoicePage,
+    InvoicePublic,
+)
 
 router = APIRouter(tags=["invoices"])
 
@@ -57,6 +63,13 @@ async def close_period(body: CloseRequest, request: Request, runtime: RuntimeDep
     """Close a period now for some or all tenants. Closing is idempotent: a tenant's invoice
     for a period has one id, and a finalized invoice is never changed."""
     return await invoices.close_period(runtime, body, correlation_id(request))
+
+
+@router.get("/v1/admin/billing/status", response_model=BillingStatus)
+async def billing_status(runtime: RuntimeDep, _: Operator) -> BillingStatus:
+    """What the billing workers' close barriers know: the instant before which every
+    accepted event is counted, and what a held close waits for."""
+    return await invoices.billing_status(runtime)
 
 
 @router.get("/v1/admin/invoices", response_model=InvoicePage)

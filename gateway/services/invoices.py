@@ -28,7 +28,15 @@ from processors.billing.inputs import seller_of, snapshot_of
 from processors.kafka.async_producer import DeliveryFailed
 from processors.usage.core.periods import period_bounds, period_of
 from schemas import billing_commands_v1, webhooks_v1
-from schemas.api_v1 import CloseAccepted, CloseRequest, InvoicePage, InvoicePublic
+from schemas.api_v1 import (
+    BarrierWorkerPublic,
+    BillingStatus,
+    CloseAccepted,
+    CloseRequest,
+    InvoicePage,
+    InvoicePublic,
+)
+from schemas.rfc3339 import time_text
 from schemas.topics import BILLING_COMMANDS, INVOICES, WEBHOOK_EVENTS
 
 log = logging.getLogger(__name__)
@@ -174,3 +182,19 @@ async def void_invoice(runtime: Runtime, tenant_id: str, inv_id: str) -> Invoice
             WEBHOOK_EVENTS.full_name(runtime.settings.topic_prefix),
             webhooks_v1.encode_message(messages.voided(doc)), key=tenant_id.encode())
     return invoice_public(runtime, doc)
+
+
+async def billing_status(runtime: Runtime) -> BillingStatus:
+    workers = await run_in_threadpool(runtime.progress.read)
+    known = [w.complete_through for w in workers if w.complete_through is not None]
+
+    def text(moment: datetime | None) -> str | None:
+        return time_text(moment) if moment is not None else None
+
+    return BillingStatus(
+        complete_through=text(max(known)) if known else None,
+        closes_waiting=sum(w.closes_waiting for w in workers),
+        workers=[BarrierWorkerPublic(
+            worker=w.worker, complete_through=text(w.complete_through), stage=w.stage,
+            waiting_since=text(w.waiting_since), records_behind=w.behind,
+            closes_waiting=w.closes_waiting, updated_at=text(w.updated_at)) for w in workers])

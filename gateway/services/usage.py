@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 
 from gateway.problems import ProblemError
 from gateway.runtime import Runtime
 from processors.usage.core.periods import period_bounds, period_of
-from schemas.api_v1 import MeterUsagePublic, UsagePublic
+from processors.usage.ingest_dead_letters import (
+    IngestDeadLetter,
+    read_ingest_dead_letters,
+    replay,
+)
+from schemas.api_v1 import (
+    GapPublic,
+    IngestDeadLetterPublic,
+    IngestReplay,
+    MeterUsagePublic,
+    ReplayResult,
+    SourceGapsPublic,
+    UsageGapsPublic,
+    UsagePublic,
+)
+from schemas.rfc3339 import time_text
+from schemas.topics import INGEST, INGEST_DEAD_LETTER
 
 
 async def read_usage(runtime: Runtime, tenant_id: str, period: str | None) -> UsagePublic:
@@ -19,7 +36,68 @@ async def read_usage(runtime: Runtime, tenant_id: str, period: str | None) -> Us
     except ValueError as exc:
         raise ProblemError(422, "invalid-period", "Invalid period", str(exc)) from None
     rows = await run_in_threadpool(runtime.usage.read, tenant_id, period)
+    through = await run_in_threadpool(runtime.progress.complete_through)
     return UsagePublic(
         tenant_id=tenant_id, period=period,
         meters=[MeterUsagePublic(meter=r.meter, count=r.count, sum=str(r.total)) for r in rows],
+        complete_through=time_text(through) if through else None,
     )
+
+
+def _event_id(letter: IngestDeadLetter) -> str | None:
+    for name, value in letter.headers:
+        if name == "ce_id" and value:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    try:
+        doc = orjson.loads(letter.value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    event_id = doc.get("id") if isinstance(doc, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+def _ingest_dead_letters(runtime: Runtime) -> list[IngestDeadLetter]:
+    assert runtime.settings.kafka_bootstrap
+    return read_ingest_dead_letters(
+        runtime.settings.kafka_bootstrap,
+        INGEST_DEAD_LETTER.full_name(runtime.settings.topic_prefix))
+
+
+def _matches(letter: IngestDeadLetter, body: IngestReplay) -> bool:
+    return ((body.tenant_id is None or letter.tenant_id == body.tenant_id)
+            and (body.reason_contains is None or body.reason_contains in letter.reason))
+
+
+async def list_ingest_dead_letters(runtime: Runtime, limit: int,
+                                   tenant_id: str | None) -> list[IngestDeadLetterPublic]:
+    """The newest dead-lettered ingest records, newest first."""
+    found = await run_in_threadpool(_ingest_dead_letters, runtime)
+    chosen = [d for d in found if tenant_id is None or d.tenant_id == tenant_id][-limit:]
+    return [IngestDeadLetterPublic(
+        place=d.place, source=d.source, tenant_id=d.tenant_id, reason=d.reason,
+        event_id=_event_id(d),
+        replayed_from=next((v.decode() if isinstance(v, bytes) else v for k, v in d.headers
+                            if k == "meterly-replayed-from" and v), None))
+        for d in reversed(chosen)]
+
+
+async def replay_ingest_dead_letters(runtime: Runtime, body: IngestReplay) -> ReplayResult:
+    """Write the matching dead letters back to the ingest topic, to be judged again."""
+    assert runtime.settings.kafka_bootstrap
+    found = await run_in_threadpool(_ingest_dead_letters, runtime)
+    chosen = [d for d in found if _matches(d, body)]
+    done = await run_in_threadpool(
+        replay, runtime.settings.kafka_bootstrap,
+        INGEST.full_name(runtime.settings.topic_prefix), chosen)
+    return ReplayResult(replayed=done)
+
+
+async def read_gaps(runtime: Runtime, tenant_id: str) -> UsageGapsPublic:
+    """The tenant's producers that send ``sequence``, with the numbers that never came."""
+    found = await run_in_threadpool(runtime.usage.read_gaps, tenant_id)
+    return UsageGapsPublic(
+        tenant_id=tenant_id, open_gaps=sum(len(g.gaps) for g in found),
+        sources=[SourceGapsPublic(
+            source=g.source, lowest=g.low, highest=g.high, missing=g.missing,
+            gaps=[GapPublic(first=a, last=b) for a, b in g.gaps], overflow=g.overflow,
+            updated_at=time_text(g.updated_at) if g.updated_at else None) for g in found])

@@ -17,19 +17,26 @@ Two parts in one app:
   worker). Protocol, per batch of commands (``PeriodCloser.close``):
 
   1. Decode the commands (an unreadable one is skipped, ``schemas.topics``).
-  2. Read the tenants' invoices and the counters of the period and of the invoiced periods
-     late usage may reach, from Cassandra.
-  3. Compose each tenant's draft from a snapshot of its directory records (pure,
-     ``processors.billing.core.close``); an invoice already numbered is left as it is.
-  4. Store the drafts (created once per tenant and period, refreshed until numbered).
-  5. Number them gaplessly (``processors.billing.invoice_numbers``: a claim that records
+  2. The close barrier (``Billing.until_complete``): wait until every event accepted before
+     the newest command was written is counted and mirrored
+     (``processors.usage.completeness``). The sweep writes a period's commands only after
+     its end, its grace and ``METERLY_CLOSE_SETTLE_SECONDS`` (the gateways' delivery
+     timeout and clock skew), so the whole period's usage is in. While it waits it says
+     why: log, ``meterly_billing_closes_waiting``, ``meterly billing status``.
+  3. Read the tenants' invoices and the counters of the period and of the invoiced periods
+     late usage may reach, from Cassandra (LOCAL_QUORUM).
+  4. Compose each tenant's draft from a snapshot of its directory records (pure,
+     ``processors.billing.core.close``), with the barrier's instant as its
+     ``complete_through``; an invoice already numbered is left as it is.
+  5. Store the drafts (created once per tenant and period, refreshed until numbered).
+  6. Number them gaplessly (``processors.billing.invoice_numbers``: a claim that records
      its batch, so a claimer that dies leaves no gap).
-  6. Send ``invoice.finalized`` for every numbered invoice without a PDF yet, and wait for
+  7. Send ``invoice.finalized`` for every numbered invoice without a PDF yet, and wait for
      Kafka's acknowledgement.
-  7. Faust commits the batch's offsets.
+  8. Faust commits the batch's offsets.
 
-  A crash before 7 redelivers the batch: the invoice id is derived from tenant and period,
-  a numbered invoice never changes, and 6 sends the same events again (the renderer is
+  A crash before 8 redelivers the batch: the invoice id is derived from tenant and period,
+  a numbered invoice never changes, and 7 sends the same events again (the renderer is
   idempotent). Faust's at-least-once delivery is therefore exact.
 """
 
@@ -37,6 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -44,7 +53,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from processors.billing.closer import PeriodCloser, scheduled_commands
 from processors.billing.core.close import (
@@ -70,8 +79,11 @@ from processors.kafka.transactions import exit_now, idempotent_producer
 from processors.runtime.clock import Clock, clock_from
 from processors.runtime.settings import Settings
 from processors.tenants.follower import follow_admin
+from processors.usage.completeness import Completeness
+from processors.usage.core.completeness import BarrierState
 from processors.usage.core.periods import previous_period
 from processors.usage.mirror_table import UsageTable
+from processors.usage.progress_table import ProgressTable
 from schemas import billing_commands_v1
 from schemas.billing_commands_v1 import CloseCommand
 from schemas.topics import ADMIN, BILLING_COMMANDS, INVOICES
@@ -82,6 +94,8 @@ BATCH = 500
 RECONCILED = Counter("meterly_billing_reconciled_total",
                      "closes enqueued again by the reconciliation: a tenant of a closed period "
                      "without a finalized invoice, or without its PDF", ["missing"])
+WAITING = Gauge("meterly_billing_closes_waiting",
+                "close commands held until their usage is complete (the close barrier)")
 
 
 class Billing:
@@ -93,6 +107,7 @@ class Billing:
         self.settings = settings
         self.clock = clock
         self.grace = timedelta(seconds=settings.grace_seconds)
+        self.settle = timedelta(seconds=settings.close_settle_seconds)
         prefix = settings.topic_prefix
         self.commands_topic = BILLING_COMMANDS.full_name(prefix)
         self.directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
@@ -104,8 +119,13 @@ class Billing:
         self.closer = PeriodCloser(
             self.directory, UsageTable(session, keyspace), store,
             InvoiceNumbers(session, store, settings.invoice_prefix), self.producer,
-            INVOICES.full_name(prefix), seller_of(settings), settings.payment_terms_days)
+            INVOICES.full_name(prefix), seller_of(settings), settings.payment_terms_days,
+            settings.close_with_gaps)
         self._session = session
+        self.progress = ProgressTable(session, keyspace, prefix)
+        self.worker = f"{socket.gethostname()}-{os.getpid()}"
+        self.closes_waiting = 0
+        self.completeness = Completeness(settings.kafka_bootstrap, prefix, self._publish)
         self._run_done = session.prepare(
             f"SELECT enqueued FROM {keyspace}.billing_runs WHERE period = ?")
         self._run_started = session.prepare(
@@ -117,8 +137,10 @@ class Billing:
 
     def start(self) -> None:
         self.admin_topic.start()
+        self.completeness.start()
 
     def stop(self) -> None:
+        self.completeness.stop()
         self.admin_topic.stop()
         self.producer.flush(10)
         self.cluster.shutdown()
@@ -127,7 +149,7 @@ class Billing:
         """Enqueue the closes of every due period not swept yet, oldest first (a billing
         outage across whole periods bills them all), then reconcile; return how many
         closes were enqueued."""
-        due = due_period(self.clock(), self.grace)
+        due = due_period(self.clock(), self.grace, self.settle)
         enqueued = 0
         for period in periods_to_sweep(due, self._swept,
                                        first_period(self.directory.subscriptions())):
@@ -140,6 +162,36 @@ class Billing:
             enqueued += len(commands)
         self.reconcile(due)
         return enqueued
+
+    def _publish(self, state: BarrierState) -> None:
+        try:
+            self.progress.write(self.worker, state, self.closes_waiting)
+        except Exception as exc:  # noqa: BLE001 - a status row is not worth a restart
+            log.warning("close barrier status not stored: %s", exc)
+
+    async def until_complete(self, requested: datetime, commands: int) -> datetime:
+        """Hold a batch of closes until every event accepted before ``requested`` (when
+        the newest command was written) is counted and mirrored; say why while waiting.
+        Returns the instant the barrier proved."""
+        started = time.monotonic()
+        said = 0.0
+        while not self.completeness.reached(requested):
+            self.closes_waiting = commands
+            WAITING.set(commands)
+            if time.monotonic() - said >= 30:
+                state = self.completeness.state()
+                log.warning("close waiting for complete usage", extra={
+                    "closes": commands, "stage": state.stage, "records_behind": state.behind,
+                    "complete_through": state.complete_through.isoformat()
+                    if state.complete_through else None,
+                    "waited_seconds": round(time.monotonic() - started, 1)})
+                said = time.monotonic()
+            await asyncio.sleep(0.2)
+        self.closes_waiting = 0
+        WAITING.set(0)
+        proven = self.completeness.state().complete_through
+        assert proven is not None
+        return proven
 
     def _run(self, period: str) -> str:
         # A run is per deployment (its topics), so deployments sharing a keyspace, as test
@@ -216,9 +268,16 @@ def build_app(settings: Settings, billing: Billing) -> faust.App:
                         invalid_record(BILLING_COMMANDS, event_place(e), exc)
                         continue
                     commands.append(replace(command, correlation_id=header_cid(e)))
+                if not commands:
+                    continue
+                # The close barrier: nothing is read before the usage accepted until the
+                # newest command was written is counted and mirrored.
+                written = max(e.message.timestamp for e in events)
+                proven = await billing.until_complete(
+                    datetime.fromtimestamp(written, UTC), len(commands))
                 # The Cassandra driver blocks; keep Faust's event loop (and heartbeats) free.
                 result = await loop.run_in_executor(None, billing.closer.close, commands,
-                                                    billing.clock())
+                                                    billing.clock(), proven)
             except Exception:  # noqa: BLE001 - any failure means exit and restart
                 exit_now()
             log.info("periods closed", extra={

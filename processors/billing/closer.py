@@ -15,18 +15,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from confluent_kafka import Producer
 from prometheus_client import Counter, Histogram
 
 from processors.billing import invoice_codec
-from processors.billing.core.close import compose_draft, late_periods, tenants_to_close
-from processors.billing.core.invoice import InvoiceDocument, Party
+from processors.billing.core.close import (
+    compose_draft,
+    counted_through,
+    late_periods,
+    tenants_to_close,
+)
+from processors.billing.core.invoice import GAPS_SHOWN, InvoiceDocument, OpenGap, Party
 from processors.billing.inputs import snapshot_of
 from processors.billing.invoice_numbers import InvoiceNumbers
 from processors.billing.invoice_store import InvoiceStore
 from processors.tenants.core.directory import Directory
-from processors.usage.mirror_table import UsageTable
+from processors.usage.mirror_table import SourceGaps, UsageTable
 from schemas.billing_commands_v1 import CloseCommand
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,16 @@ FINALIZED = Counter("meterly_invoices_finalized_total", "invoices given a number
 CLOSE_SECONDS = Histogram("meterly_period_close_batch_seconds",
                           "time to close one batch of tenants' periods",
                           buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+HELD = Counter("meterly_billing_closes_held_for_gaps_total",
+               "closes held because the tenant's producers had open sequence gaps "
+               "(METERLY_CLOSE_WITH_GAPS=hold)")
+
+
+def open_gaps(found: Sequence[SourceGaps]) -> tuple[OpenGap, ...]:
+    return tuple(OpenGap(g.source, g.missing, g.gaps[:GAPS_SHOWN], len(g.gaps))
+                 for g in found if g.gaps)
+
 
 @dataclass(frozen=True)
 class CloseResult:
@@ -44,7 +60,8 @@ class CloseResult:
 class PeriodCloser:
     def __init__(self, directory: Directory, usage: UsageTable, store: InvoiceStore,
                  numbers: InvoiceNumbers, producer: Producer, invoices_topic: str,
-                 seller: Party, payment_terms_days: int) -> None:
+                 seller: Party, payment_terms_days: int,
+                 close_with_gaps: Literal["list", "hold"] = "list") -> None:
         self.directory = directory
         self.usage = usage
         self.store = store
@@ -53,21 +70,28 @@ class PeriodCloser:
         self.invoices_topic = invoices_topic
         self.seller = seller
         self.payment_terms_days = payment_terms_days
+        self.close_with_gaps = close_with_gaps
 
-    def close(self, commands: Sequence[CloseCommand], now: datetime) -> CloseResult:
+    def close(self, commands: Sequence[CloseCommand], now: datetime,
+              complete_through: datetime | None = None) -> CloseResult:
+        """Close ``commands``' periods. ``complete_through``: the instant before which the
+        close barrier proved every accepted event counted (the caller waited for it)."""
         with CLOSE_SECONDS.time():
-            result = self._close(commands, now)
+            result = self._close(commands, now, complete_through)
         return result
 
-    def _close(self, commands: Sequence[CloseCommand], now: datetime) -> CloseResult:
+    def _close(self, commands: Sequence[CloseCommand], now: datetime,
+               complete_through: datetime | None) -> CloseResult:
         wanted = list(dict.fromkeys((c.tenant_id, c.period) for c in commands))
         skipped: dict[str, str] = {}
         tenants = list(dict.fromkeys(t for t, _ in wanted))
-        # Two independent sets of reads: run them side by side.
+        # Independent sets of reads: run them side by side.
         with ThreadPoolExecutor(2) as pool:
             history_reads = pool.submit(self.store.for_tenants, tenants)
+            gap_reads = pool.submit(self.usage.open_gaps_many, tenants)
             current = self.usage.read_many(wanted)
             histories = history_reads.result()
+            gaps = {t: open_gaps(found) for t, found in gap_reads.result().items()}
         usage: dict[str, dict[str, dict[str, Decimal]]] = {}
         for (tenant_id, period), meters in zip(wanted, current, strict=True):
             usage.setdefault(tenant_id, {})[period] = meters
@@ -93,8 +117,13 @@ class PeriodCloser:
                                     usage.get(tenant_id, {}), now)
             if isinstance(outcome, str):
                 skipped[f"{tenant_id}/{period}"] = outcome
+            elif gaps.get(tenant_id) and self.close_with_gaps == "hold":
+                HELD.inc()
+                skipped[f"{tenant_id}/{period}"] = "held: producer sequence gaps open (" + (
+                    ", ".join(f"{g.source}: {g.missing} missing" for g in gaps[tenant_id])) + ")"
             else:
-                drafts.append(outcome)
+                drafts.append(replace(outcome, complete_through=counted_through(
+                    outcome.period_end, complete_through), open_gaps=gaps.get(tenant_id, ())))
         stored = self.store.save_drafts(drafts)
         given = self.numbers.assign([(d.tenant_id, d.id) for d in stored if not d.number], now)
         FINALIZED.inc(len(given))

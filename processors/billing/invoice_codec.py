@@ -13,7 +13,13 @@ from typing import Any
 
 import orjson
 
-from processors.billing.core.invoice import CreditApplication, InvoiceDocument, InvoiceLine, Party
+from processors.billing.core.invoice import (
+    CreditApplication,
+    InvoiceDocument,
+    InvoiceLine,
+    OpenGap,
+    Party,
+)
 from processors.billing.core.money import Money
 from processors.billing.core.pricing import TierCharge
 from schemas.rfc3339 import parse_time, time_text
@@ -92,6 +98,9 @@ def to_dict(doc: InvoiceDocument) -> dict[str, Any]:
         "billed_usage": {p: {m: str(q) for m, q in meters.items()}
                          for p, meters in doc.billed_usage.items()},
         "pdf_key": doc.pdf_key, "pdf_sha256": doc.pdf_sha256,
+        "complete_through": _time(doc.complete_through),
+        "open_gaps": [{"source": g.source, "missing": g.missing, "range_count": g.range_count,
+                       "ranges": [list(r) for r in g.ranges]} for g in doc.open_gaps],
     }
 
 
@@ -123,6 +132,10 @@ def from_dict(d: dict[str, Any]) -> InvoiceDocument:
         status=d["status"], number=d.get("number"),
         finalized_at=_from_time(d.get("finalized_at")), voided_at=_from_time(d.get("voided_at")),
         pdf_key=d.get("pdf_key"), pdf_sha256=d.get("pdf_sha256"),
+        complete_through=_from_time(d.get("complete_through")),
+        open_gaps=tuple(OpenGap(g["source"], int(g["missing"]),
+                                tuple((int(a), int(b)) for a, b in g["ranges"]),
+                                int(g["range_count"])) for g in d.get("open_gaps", ())),
     )
 
 

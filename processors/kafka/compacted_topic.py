@@ -80,6 +80,29 @@ class TopicFollower:
             "fetch.wait.max.ms": 100,
         })
         self._thread = threading.Thread(target=self._follow, name=name, daemon=True)
+        #: Next offset to apply, per partition (written by the follower thread only).
+        self._positions: dict[int, int] = {}
+        self._bootstrap, self._name = bootstrap, name
+        self._probe: Consumer | None = None
+
+    def catch_up(self, timeout: float) -> bool:
+        """Wait until everything written to the topic before this call is applied (a
+        record just written by another process, say); False after ``timeout``."""
+        if self._probe is None:
+            self._probe = Consumer({"bootstrap.servers": self._bootstrap,
+                                    "group.id": f"meterly-{self._name}-probe-unused",
+                                    "enable.auto.commit": False})
+        deadline = time.monotonic() + timeout
+        meta = self._probe.list_topics(self.topic, timeout=timeout).topics[self.topic]
+        ends = {p: self._probe.get_watermark_offsets(TopicPartition(self.topic, p),
+                                                     timeout=timeout, cached=False)[1]
+                for p in meta.partitions}
+        while time.monotonic() < deadline:
+            positions = dict(self._positions)
+            if all(positions.get(p, 0) >= end for p, end in ends.items() if end > 0):
+                return True
+            time.sleep(0.02)
+        return False
 
     def start(self, timeout: float = 60.0) -> None:
         """Start following; return once the topic was read to its end (or raise)."""
@@ -102,18 +125,24 @@ class TopicFollower:
         while self._running:
             msg = self._consumer.poll(0.1)
             if msg is None:
-                if not self._caught_up.is_set():
-                    positions = self._consumer.position(partitions)
-                    if all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0
-                           for tp in positions):
-                        self._caught_up.set()
+                positions = self._consumer.position(partitions)
+                self._positions = {tp.partition: tp.offset for tp in positions
+                                   if tp.offset >= 0}
+                if not self._caught_up.is_set() and all(
+                        tp.offset >= ends[tp.partition] or ends[tp.partition] == 0
+                        for tp in positions):
+                    self._caught_up.set()
                 continue
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("%s: %s", self.topic, err)
                 continue
-            value, offset = msg.value(), msg.offset()
+            value, offset, partition = msg.value(), msg.offset(), msg.partition()
             if value is not None and offset is not None:
                 self._on_value(value, offset)
+            if offset is not None and partition is not None:
+                self._positions = {**self._positions, partition: offset + 1}
         self._consumer.close()
+        if self._probe is not None:
+            self._probe.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     rate_limit_per_second: int = Field(default=1000, ge=1)
     #: How long after a period ends it still takes usage (and closes), in seconds.
     grace_seconds: int = Field(default=3600, ge=0)
+    #: Refuse events without ``time`` (their identity is remembered for 35 days from their
+    #: receipt only; see ``schemas.cloudevents.to_usage_event``).
+    require_event_time: bool = False
     port: int = Field(default=3000, ge=1, le=65535)
     host: str = "127.0.0.1"
     #: The gateway's address as clients reach it (download links); default http://host:port.
@@ -73,6 +77,13 @@ class Settings(BaseSettings):
     #: How long after a period's closes were enqueued (and how often after) the billing
     #: agent looks for tenants of the period still without an invoice or a PDF, in seconds.
     billing_reconcile_seconds: float = Field(default=300.0, gt=0)
+    #: How long after end plus grace the scheduled close starts: the gateways' Kafka
+    #: delivery timeout (10 s) plus clock skew between machines.
+    close_settle_seconds: float = Field(default=15.0, ge=0)
+    #: A tenant whose producers have open sequence gaps at close: ``list`` invoices it with
+    #: the gaps listed on the invoice; ``hold`` leaves it uninvoiced until they close (the
+    #: reconciliation closes it again).
+    close_with_gaps: Literal["list", "hold"] = "list"
     #: Read "now" from this file (an RFC 3339 time) instead of the system clock: tests and
     #: demos move billing time forward by writing it. Never set in production.
     clock_file: Path | None = None

@@ -36,6 +36,10 @@ class AdminTopic:
     def stop(self) -> None:
         self._follower.stop()
 
+    def catch_up(self, timeout: float) -> bool:
+        """Wait until every admin record written before this call is in the directory."""
+        return self._follower.catch_up(timeout)
+
     def _apply(self, value: bytes, offset: int) -> None:
         try:
             entity = admin_v1.decode(value)

@@ -35,7 +35,7 @@ import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import (
     Consumer,
@@ -44,6 +44,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
+from prometheus_client import Counter as Total
 from prometheus_client import Gauge
 
 from processors.kafka.invalid import invalid_record, where
@@ -58,17 +59,26 @@ from processors.kafka.transactions import (
 from processors.runtime.settings import Settings
 from processors.usage.core.counting import Counter, Fold, apply
 from processors.usage.core.periods import day_number
+from processors.usage.core.sequences import gap_message_id
 from processors.usage.partition_store import PartitionStore
 from schemas import counter_changelog_v1 as changelog
-from schemas import usage_v1
+from schemas import usage_v1, webhooks_v1
 from schemas.counter_changelog_v1 import CounterKey
-from schemas.topics import COUNTER_CHANGELOG, USAGE
+from schemas.rfc3339 import now_text
+from schemas.topics import COUNTER_CHANGELOG, COUNTER_GROUP, USAGE, WEBHOOK_EVENTS
 
 log = logging.getLogger(__name__)
+GAPS_OPENED = Total("meterly_usage_sequence_gaps_opened",
+                    "ranges of missing sequence numbers opened by producers (usage.gap_detected)")
+NUMBERS_FILLED = Total("meterly_usage_sequence_numbers_filled",
+                       "missing sequence numbers that arrived later")
 COUNTER_LAG = Gauge("meterly_counter_lag_records",
                     "usage records the counting worker has not counted yet")
 
-GROUP = "counter"
+GROUP = COUNTER_GROUP
+#: Seen-ids records forgotten per partition in one sweep step (each holds up to
+#: ``changelog.SEEN_CHUNK`` identities).
+SWEEP_RECORDS = 20
 BATCH_RECORDS = 500
 
 
@@ -110,6 +120,7 @@ class CountingWorker:
         self.settings = settings
         self.source = USAGE.full_name(settings.topic_prefix)
         self.changelog = COUNTER_CHANGELOG.full_name(settings.topic_prefix)
+        self.webhooks = WEBHOOK_EVENTS.full_name(settings.topic_prefix)
         self.state_dir = settings.home / "state" / f"{settings.topic_prefix}counter-{worker_id}"
         self.stores: dict[int, PartitionStore] = {}
         self._stop = False
@@ -148,6 +159,8 @@ class CountingWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         begun = time.monotonic()
+        # Partitions added while running reach here as a rebalance: refuse them too.
+        self._check_copartitioned()
         # Step 6: committed offsets first; with read_committed this waits until no
         # transaction carrying offsets for these partitions is still open.
         with_retries(lambda: consumer.committed(partitions, timeout=60),
@@ -220,12 +233,18 @@ class CountingWorker:
         self._stop = True
 
     def _check_copartitioned(self) -> None:
+        """Refuse to count unless usage and changelog have exactly the defined partition
+        count: a partition added to either moves keys (a tenant's counters and remembered
+        ids) to partitions whose state never saw them, which would count twice."""
         topics = self.consumer.list_topics(timeout=30).topics
         counts = {t: len(topics[t].partitions) if t in topics else 0
                   for t in (self.source, self.changelog)}
-        if counts[self.source] == 0 or counts[self.source] != counts[self.changelog]:
-            raise RuntimeError(f"{self.source} and {self.changelog} must exist with the same "
-                               f"number of partitions: {counts}")
+        if set(counts.values()) != {USAGE.partitions}:
+            raise RuntimeError(
+                f"{self.source} and {self.changelog} must both have {USAGE.partitions} "
+                f"partitions, as schemas/topics.py defines them; found {counts}. Changing "
+                "the partition count would move tenants to partitions whose counters and "
+                "remembered ids never saw them, so the counter does not start")
 
     def run(self) -> None:
         self._check_copartitioned()
@@ -244,8 +263,9 @@ class CountingWorker:
                 last_lag = time.monotonic()
                 self._report_lag()
             if self.stores and time.monotonic() - last_sweep >= sweep_every:
-                self._sweep()
-                last_sweep = time.monotonic()
+                more = self._sweep()
+                # A bounded step at a time between polls; the rest at the next turn.
+                last_sweep = time.monotonic() - (sweep_every if more else 0)
         # Only on a clean stop: a consumer in a fatal state (fenced) can block in close().
         self.consumer.close()
         for store in self.stores.values():
@@ -278,7 +298,8 @@ class CountingWorker:
         folds: dict[int, Fold] = {}
         for partition, batch in batches.items():
             store = self.stores[partition]
-            fold = Fold()
+            fold = Fold(grace=timedelta(seconds=self.settings.grace_seconds),
+                        sequence_of=store.sequences.get)
             for record in batch.records:
                 fold.add(record, store.knows_many)
             folds[partition] = fold
@@ -286,7 +307,7 @@ class CountingWorker:
         self._offsets.clear()
         self.producer.begin_transaction()
         changed_by_partition: dict[int, dict[CounterKey, Counter]] = {}
-        seen_records: dict[int, list[tuple[bytes, int]]] = {}
+        seen_records: dict[int, list[tuple[bytes, int, list[bytes]]]] = {}
         for partition, fold in folds.items():
             store = self.stores[partition]
             # Absolute values computed against a copy: the store changes only after commit.
@@ -299,12 +320,14 @@ class CountingWorker:
                 seen = changelog.seen_key(batches[partition].first_offset, chunk)
                 self.producer.produce(self.changelog, partition=partition, key=seen,
                                       value=changelog.seen_value(entries))
-                seen_records[partition].append((seen, max(day for _h, day in entries)))
+                seen_records[partition].append((seen, max(day for _h, day in entries),
+                                                [h for h, _day in entries]))
             for key, counter in changed.items():
                 self.producer.produce(
                     self.changelog, partition=partition, key=changelog.counter_key(key),
                     value=changelog.counter_value(counter.count, counter.total),
                 )
+            self._produce_sequences(partition, fold)
         # Serves the delivery reports too, which carry the changelog offsets for step 5.
         if not commit_or_rewind(self.producer, self.consumer):
             return
@@ -316,30 +339,54 @@ class CountingWorker:
             next_offset = self._offsets.get(partition, -1) + 1
             self.stores[partition].committed(
                 changed_by_partition[partition], fold.new_ids, next_offset,
-                seen_records[partition],
+                seen_records[partition], fold.sequences.states,
             )
+            GAPS_OPENED.inc(len(fold.sequences.opened))
+            NUMBERS_FILLED.inc(fold.sequences.filled)
 
-    def _sweep(self) -> None:
+    def _produce_sequences(self, partition: int, fold: Fold) -> None:
+        """Step 2, for producers' sequence numbers: the new states to the changelog, and a
+        ``usage.gap_detected`` webhook message per range opened, in the same transaction
+        (so a gap is announced exactly when its state commits)."""
+        for key, state in fold.sequences.states.items():
+            self.producer.produce(self.changelog, partition=partition,
+                                  key=changelog.sequence_key(key),
+                                  value=changelog.sequence_value(state.as_tuple()))
+        now = now_text()
+        for tenant, source, first, last in fold.sequences.opened:
+            state = fold.sequences.states[(tenant, source)]
+            message = webhooks_v1.Message(
+                gap_message_id(tenant, source, first, last), webhooks_v1.USAGE_GAP, tenant,
+                now, {"tenant_id": tenant, "source": source, "first_missing": first,
+                      "last_missing": last, "missing": last - first + 1,
+                      "open_gaps": len(state.gaps), "missing_in_source": state.missing})
+            self.producer.produce(self.webhooks, webhooks_v1.encode_message(message),
+                                  key=tenant.encode())
+
+    def _sweep(self) -> bool:
         """Forget identities past their expiry (35 days after the event and past its
-        period's close; ``processors.usage.core.periods``): tombstone their seen-ids records in the
-        changelog, in a transaction, then drop them from the local stores. By then the
-        gateway and the ingest validator refuse those event times, so a resend cannot be
-        counted again through them."""
+        period's close plus grace; ``processors.usage.core.periods``): tombstone their
+        seen-ids records in the changelog, in a transaction, then drop them from the local
+        stores. By then the gateway and the ingest validator refuse those event times, so a
+        resend cannot be counted again through them. At most ``SWEEP_RECORDS`` records per
+        partition at a time, so the poll loop is never held for long; returns whether more
+        are due."""
         today = day_number(datetime.now(UTC))
-        expired = {p: s.expired_records(today) for p, s in self.stores.items()}
+        expired = {p: s.expired_records(today, SWEEP_RECORDS) for p, s in self.stores.items()}
         expired = {p: keys for p, keys in expired.items() if keys}
         if not expired:
-            return
+            return False
         self.producer.begin_transaction()
         for partition, keys in expired.items():
             for key in keys:
                 self.producer.produce(self.changelog, partition=partition, key=key, value=None)
         if not commit_or_rewind(self.producer, self.consumer):
-            return
+            return False
         for partition, keys in expired.items():
             dropped = self.stores[partition].forget(keys, today)
             log.info("partition %d: forgot %d expired identities (%d records)", partition,
                      dropped, len(keys))
+        return any(len(keys) >= SWEEP_RECORDS for keys in expired.values())
 
 
 def run_worker(settings: Settings) -> None:

@@ -1,14 +1,19 @@
 """The ingest validator: CloudEvents from the Kafka ingest topic into the counting path.
 
 Platform services write CloudEvents (Kafka protocol binding, tenant id as the record key)
-to ``ingest.cloudevents.v1``. Protocol, per batch, in one Kafka transaction:
+to ``ingest.cloudevents.v1``. Protocol, per batch:
 
-1. Begin a transaction (a stable transactional id per worker fences a dead predecessor).
-2. Validate each record the way the HTTP gateway does: a known, active tenant as the key,
-   a CloudEvent, a time inside the acceptance window.
+1. Judge each record the way the HTTP gateway does, before any transaction: a known,
+   active tenant as the key (a tenant not in the directory yet is waited for, once per
+   batch and at most ``UNKNOWN_TENANT_WAIT`` seconds, until the admin records written
+   before then are applied), a CloudEvent, and a time inside the acceptance window at the
+   record's broker time (the topic keeps LogAppendTime), so a validator that lags past a
+   period's close still takes what was written before it.
+2. Begin a transaction (a stable transactional id per worker fences a dead predecessor).
 3. Pack the valid events per tenant into ``usage.v1`` records.
 4. Send every invalid record, unchanged, to ``ingest.dead-letter.v1`` with the reason in a
-   ``meterly-error`` header (the topic's ``dead-letter`` policy).
+   ``meterly-error`` header (the topic's ``dead-letter`` policy); ``meterly ingest
+   dead-letter --replay`` writes them back to the ingest topic once fixed.
 5. Add the consumed offsets to the transaction and commit it (``commit_or_rewind``).
 
 A crash before 5 aborts the transaction: nothing of the batch is visible to the counter
@@ -24,7 +29,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, Message
 
 from processors.kafka.invalid import invalid_record, where
 from processors.kafka.messages import data_messages
@@ -39,12 +44,14 @@ from processors.usage.core.periods import AcceptanceWindow
 from schemas import usage_v1
 from schemas.cloudevents import EventRejected, to_usage_event
 from schemas.cloudevents_kafka import record_to_event
-from schemas.topics import ADMIN, INGEST, INGEST_DEAD_LETTER, USAGE
+from schemas.topics import ADMIN, INGEST, INGEST_DEAD_LETTER, INGEST_VALIDATOR_GROUP, USAGE
 from schemas.usage_v1 import UsageEvent, UsageRecord
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_RECORD = 1000
+#: How long a batch waits for the admin topic when a record names a tenant not yet known.
+UNKNOWN_TENANT_WAIT = 10.0
 
 
 class IngestValidator:
@@ -56,10 +63,13 @@ class IngestValidator:
         self.usage = USAGE.full_name(prefix)
         self.dead_letter = INGEST_DEAD_LETTER.full_name(prefix)
         self.grace = timedelta(seconds=settings.grace_seconds)
+        self.require_time = settings.require_event_time
+        self._waited_for: str | None = None
+        self._warned_create_time = False
         self._stop = False
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"{prefix}ingest-validator",
+            "group.id": f"{prefix}{INGEST_VALIDATOR_GROUP}",
             "group.instance.id": f"ingest-validator-{worker_id}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
@@ -97,15 +107,37 @@ class IngestValidator:
         if not tenant_id:
             raise EventRejected("the record key must be the tenant id")
         tenant = self.directory.tenant(tenant_id)
+        if tenant is None and self._waited_for is None:
+            # A tenant created a moment ago may not have reached this directory yet: wait
+            # (once per batch, bounded) for the admin records written before now.
+            self._waited_for = tenant_id
+            self.admin_topic.catch_up(UNKNOWN_TENANT_WAIT)
+            tenant = self.directory.tenant(tenant_id)
         if tenant is None:
             raise EventRejected(f"unknown tenant {tenant_id!r}")
         if tenant.status == "suspended":
             raise EventRejected(f"tenant {tenant_id} is suspended")
-        event = to_usage_event(record_to_event(msg.value(), msg.headers()), now)
+        event = to_usage_event(record_to_event(msg.value(), msg.headers()), now,
+                               self.require_time)
         why = window.rejection(event.time_ms)
         if why:
             raise EventRejected(why)
         return tenant_id, event
+
+    def judged_at(self, msg: Message, fallback: datetime) -> datetime:
+        """When the record was accepted: its broker time (the ingest topic keeps
+        LogAppendTime), so a validator that lags judges it as if it had kept up. A record
+        with a producer's time (a topic created elsewhere without LogAppendTime) is judged
+        at ``fallback``, the time it is processed."""
+        kind, ms = msg.timestamp()
+        if kind == TIMESTAMP_LOG_APPEND_TIME and ms > 0:
+            return datetime.fromtimestamp(ms / 1000, UTC)
+        if not self._warned_create_time:
+            self._warned_create_time = True
+            log.warning("%s has no LogAppendTime: records are judged by processing time, so "
+                        "a lagging validator can refuse usage of a period that closed "
+                        "meanwhile; set message.timestamp.type=LogAppendTime", self.source)
+        return fallback
 
     def _dead(self, msg: Message, reason: str) -> None:
         """The record, unchanged, to the dead-letter topic (in the batch's transaction)."""
@@ -114,26 +146,34 @@ class IngestValidator:
         self.producer.produce(self.dead_letter, msg.value(), key=msg.key(), headers=headers)
 
     def _process(self, messages: list[Message]) -> None:
-        now = datetime.now(UTC)
-        window = AcceptanceWindow.at(now, self.grace)
+        processed_at = datetime.now(UTC)
+        windows: dict[datetime, AcceptanceWindow] = {}
         valid: dict[str, list[UsageEvent]] = defaultdict(list)
-        self.producer.begin_transaction()
-        rejected = 0
+        refused: list[tuple[Message, EventRejected]] = []
+        self._waited_for = None
+        # Judged before the transaction begins: waiting for a new tenant must not run
+        # into the transaction timeout.
         for msg in data_messages(messages):
+            now = self.judged_at(msg, processed_at)
+            second = now.replace(microsecond=0)
+            window = windows.get(second)
+            if window is None:
+                window = windows[second] = AcceptanceWindow.at(now, self.grace)
             try:
                 tenant_id, event = self.validate(msg, now, window)
             except EventRejected as exc:
-                rejected += 1
-                invalid_record(INGEST, where(msg), exc, partial(self._dead, msg))
+                refused.append((msg, exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - a record never stops the validator
                 # Input no check foresaw: dead-lettered like any invalid record, with the
                 # error, instead of failing the batch again and again.
-                rejected += 1
-                reason = EventRejected(f"unreadable record ({type(exc).__name__}: {exc})")
-                invalid_record(INGEST, where(msg), reason, partial(self._dead, msg))
+                refused.append((msg, EventRejected(
+                    f"unreadable record ({type(exc).__name__}: {exc})")))
                 continue
             valid[tenant_id].append(event)
+        self.producer.begin_transaction()
+        for msg, why in refused:
+            invalid_record(INGEST, where(msg), why, partial(self._dead, msg))
         for tenant_id, events in valid.items():
             for i in range(0, len(events), MAX_EVENTS_PER_RECORD):
                 record = UsageRecord(tenant_id, tuple(events[i:i + MAX_EVENTS_PER_RECORD]))
@@ -141,9 +181,9 @@ class IngestValidator:
                                       key=tenant_id.encode())
         if not commit_or_rewind(self.producer, self.consumer):
             return
-        if rejected:
-            log.info("dead-lettered %d of %d ingest records", rejected, len(messages),
-                     extra={"rejected": rejected, "records": len(messages)})
+        if refused:
+            log.info("dead-lettered %d of %d ingest records", len(refused), len(messages),
+                     extra={"rejected": len(refused), "records": len(messages)})
 
 
 def run_worker(settings: Settings) -> None:

@@ -41,7 +41,7 @@ from processors.usage.threshold_ledger import ThresholdLedger
 from processors.usage.threshold_notices import ThresholdNotices
 from schemas import counter_changelog_v1 as changelog
 from schemas.counter_changelog_v1 import CounterKey
-from schemas.topics import ADMIN, COUNTER_CHANGELOG, WEBHOOK_EVENTS
+from schemas.topics import ADMIN, COUNTER_CHANGELOG, MIRROR_GROUP, WEBHOOK_EVENTS
 from storage.cassandra import connect
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class MirrorWorker:
         self.topic = COUNTER_CHANGELOG.full_name(settings.topic_prefix)
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"{settings.topic_prefix}mirror",
+            "group.id": f"{settings.topic_prefix}{MIRROR_GROUP}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -85,8 +85,18 @@ class MirrorWorker:
                 messages = self.consumer.consume(num_messages=5000, timeout=0.1)
                 latest: dict[CounterKey, tuple[int, Decimal, int]] = {}
                 daily: dict[tuple[str, str, str, date], tuple[int, Decimal, int]] = {}
+                sequences: dict[changelog.SequenceKey, tuple[changelog.SequenceState, int]] = {}
                 for msg in data_messages(messages):
                     key, value, offset = msg.key(), msg.value(), msg.offset()
+                    if key is not None and key[:1] == changelog.SEQUENCE and value is not None:
+                        if offset is None:
+                            raise RuntimeError("changelog record without offset")
+                        try:
+                            skey, state = changelog.parse_sequence(key, value)
+                        except (ValueError, KeyError, TypeError) as exc:
+                            invalid_record(COUNTER_CHANGELOG, where(msg), exc)
+                        sequences[skey] = (state, offset)
+                        continue
                     if key is None or key[:1] != changelog.COUNTER or value is None:
                         continue
                     if offset is None:
@@ -105,6 +115,8 @@ class MirrorWorker:
                     # Before the offsets are committed: a crash sends a notice again, never
                     # not at all (receivers drop the repeat by its webhook-id).
                     self.notices.check(latest)
+                if sequences:
+                    self.table.write_sequences(sequences)
                 if messages:
                     with_retries(lambda: self.consumer.commit(asynchronous=False),
                                  "mirror offset commit")

@@ -12,11 +12,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
+import orjson
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
-from schemas.counter_changelog_v1 import CounterKey
+from schemas.counter_changelog_v1 import CounterKey, SequenceKey, SequenceState
+from storage.cassandra import prepare
+
+#: Usage is written and read at LOCAL_QUORUM: in a cluster, a close reads what the mirror
+#: wrote even when one replica missed the write.
+QUORUM = ConsistencyLevel.LOCAL_QUORUM
+
+
+@dataclass(frozen=True)
+class SourceGaps:
+    """A producer's sequence numbers as the mirror holds them (``core.sequences``)."""
+
+    source: str
+    low: int
+    high: int
+    gaps: tuple[tuple[int, int], ...]
+    overflow: bool
+    updated_at: datetime | None
+
+    @property
+    def missing(self) -> int:
+        return sum(b - a + 1 for a, b in self.gaps)
+
+
+def _gaps_of(rows: Any) -> list[SourceGaps]:
+    found = []
+    for r in rows:
+        gaps = tuple((int(a), int(b)) for a, b in orjson.loads(r.gaps or "[]"))
+        updated = r.updated_at.replace(tzinfo=UTC) if r.updated_at else None
+        found.append(SourceGaps(r.source, r.low, r.high, gaps, bool(r.overflow), updated))
+    return sorted(found, key=lambda g: g.source)
 
 
 @dataclass(frozen=True)
@@ -29,27 +62,63 @@ class MeterUsage:
 class UsageTable:
     def __init__(self, session: Session, keyspace: str) -> None:
         self._session = session
-        self._write = session.prepare(
-            f"INSERT INTO {keyspace}.usage_by_period "
+        self._write = prepare(
+            session, f"INSERT INTO {keyspace}.usage_by_period "
             "(tenant_id, period, meter, event_count, quantity_sum, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-        )
-        self._read_in = session.prepare(
-            f"SELECT tenant_id, meter, quantity_sum FROM {keyspace}.usage_by_period "
-            "WHERE tenant_id IN ? AND period = ?"
-        )
-        self._write_daily = session.prepare(
-            f"INSERT INTO {keyspace}.usage_daily (tenant_id, period, meter, day, event_count, "
-            "quantity_sum) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-        )
-        self._read_daily = session.prepare(
-            f"SELECT meter, day, event_count, quantity_sum FROM {keyspace}.usage_daily "
-            "WHERE tenant_id = ? AND period = ?"
-        )
-        self._read = session.prepare(
-            f"SELECT meter, event_count, quantity_sum FROM {keyspace}.usage_by_period "
-            "WHERE tenant_id = ? AND period = ?"
-        )
+            "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?", QUORUM)
+        self._read_in = prepare(
+            session, f"SELECT tenant_id, meter, quantity_sum FROM {keyspace}.usage_by_period "
+            "WHERE tenant_id IN ? AND period = ?", QUORUM)
+        self._write_daily = prepare(
+            session, f"INSERT INTO {keyspace}.usage_daily (tenant_id, period, meter, day, "
+            "event_count, quantity_sum) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?", QUORUM)
+        self._read_daily = prepare(
+            session, f"SELECT meter, day, event_count, quantity_sum FROM {keyspace}.usage_daily "
+            "WHERE tenant_id = ? AND period = ?", QUORUM)
+        self._read = prepare(
+            session, f"SELECT meter, event_count, quantity_sum FROM {keyspace}.usage_by_period "
+            "WHERE tenant_id = ? AND period = ?", QUORUM)
+        self._write_sequence = prepare(
+            session, f"INSERT INTO {keyspace}.usage_sequences (tenant_id, source, low, high, "
+            "gaps, missing, overflow, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "USING TIMESTAMP ?", QUORUM)
+        self._read_sequences = prepare(
+            session, f"SELECT source, low, high, gaps, overflow, updated_at "
+            f"FROM {keyspace}.usage_sequences WHERE tenant_id = ?", QUORUM)
+        self._read_open_in = prepare(
+            session, f"SELECT tenant_id, source, low, high, gaps, overflow, updated_at, "
+            f"missing FROM {keyspace}.usage_sequences WHERE tenant_id IN ?", QUORUM)
+
+    def write_sequences(self, values: dict[SequenceKey, tuple[SequenceState, int]]) -> None:
+        """``{(tenant, source): (state, changelog offset)}``, versioned by the offset."""
+        now = datetime.now(UTC)
+        args = [(tenant, source, low, high, orjson.dumps([list(g) for g in gaps]).decode(),
+                 sum(b - a + 1 for a, b in gaps), overflow, now, offset)
+                for (tenant, source), ((low, high, gaps, overflow), offset) in values.items()]
+        for ok, outcome in execute_concurrent_with_args(
+                self._session, self._write_sequence, args, concurrency=64,
+                raise_on_first_error=True):
+            if not ok:
+                raise RuntimeError(f"sequence mirror write failed: {outcome}")
+
+    def read_gaps(self, tenant: str) -> list[SourceGaps]:
+        """Every source of ``tenant`` that sent sequence numbers, by source."""
+        return _gaps_of(self._session.execute(self._read_sequences, (tenant,)))
+
+    def open_gaps_many(self, tenants: list[str]) -> dict[str, list[SourceGaps]]:
+        """The sources with missing numbers, for each of ``tenants`` that has any (one
+        request per 50 tenants, reading only rows with something missing)."""
+        args = [(tenants[i:i + 50],) for i in range(0, len(tenants), 50)]
+        found: dict[str, list[SourceGaps]] = {}
+        for ok, rows in execute_concurrent_with_args(
+                self._session, self._read_open_in, args, concurrency=64,
+                raise_on_first_error=True):
+            if not ok:
+                raise RuntimeError(f"sequence read failed: {rows}")
+            for r in rows:
+                if r.missing:
+                    found.setdefault(r.tenant_id, []).extend(_gaps_of([r]))
+        return found
 
     def write(self, values: dict[CounterKey, tuple[int, Decimal, int]]) -> None:
         """Write ``{(tenant, period, meter): (count, sum, version)}``; raise if any write fails."""

@@ -17,18 +17,25 @@ from pathlib import Path
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 from processors.usage.core.counting import Counter
+from processors.usage.core.sequences import SourceSequence
 from schemas import counter_changelog_v1 as changelog
 from schemas.counter_changelog_v1 import CounterKey
 
 _CHECKPOINT = b"m:checkpoint"
 _ID = b"h:"
 _COUNTER = b"c:"
+#: ``g:`` + changelog key of a producer's sequence state -> its changelog value.
+_SEQUENCE = b"g:"
 _OFFSET = struct.Struct(">q")
 _DAY = struct.Struct(">I")
 #: ``x:`` + expiry day + changelog key of a seen-ids record: which records expire when.
 _EXPIRY = b"x:"
 #: ``d:`` + changelog key of a seen-ids record -> its expiry day (to drop the index entry).
 _SEEN_DAY = b"d:"
+#: ``r:`` + changelog key of a seen-ids record -> its identities, 16 bytes each: forgetting
+#: a record deletes its own identities instead of scanning every remembered one.
+_MEMBERS = b"r:"
+_IDENTITY = 16
 
 
 # One block cache and one memtable budget for every partition store of the process, so
@@ -73,7 +80,17 @@ class PartitionStore:
                 raise TypeError("counter value in the local store is not bytes")
             ckey, count, total = changelog.parse_counter(key[2:], value)
             self.counters[ckey] = Counter(count, total)
+        self.sequences: dict[changelog.SequenceKey, SourceSequence] = {}
+        for key, value in self._db.items(from_key=_SEQUENCE):
+            if not isinstance(key, bytes) or not key.startswith(_SEQUENCE):
+                break
+            if not isinstance(value, bytes):
+                raise TypeError("sequence value in the local store is not bytes")
+            skey, state = changelog.parse_sequence(key[2:], value)
+            self.sequences[skey] = SourceSequence.of(state)
         self._restore_batch: WriteBatch | None = None
+        #: Expiry days indexed in the restore batch not written yet (``_unindex``).
+        self._batch_days: dict[bytes, bytes] = {}
 
     def knows(self, identity: bytes) -> bool:
         return self._db.get(_ID + identity) is not None
@@ -101,12 +118,19 @@ class PartitionStore:
                 self.counters[ckey] = Counter(count, total)
         elif key[:1] == changelog.SEEN and value is not None:
             latest = 0
+            members = []
             for identity, day in changelog.parse_seen(value):
                 batch.put(_ID + identity, _DAY.pack(day))
                 latest = max(latest, day)
-            self._index(batch, key, latest)
+                members.append(identity)
+            self._index(batch, key, latest, members)
+            self._batch_days[key] = _DAY.pack(latest)
         elif key[:1] == changelog.SEEN:
             self._unindex(batch, key)
+        elif key[:1] == changelog.SEQUENCE and value is not None:
+            skey, state = changelog.parse_sequence(key, value)
+            batch.put(_SEQUENCE + key, value)
+            self.sequences[skey] = SourceSequence.of(state)
         self.checkpoint = offset + 1
         if len(batch) >= 5000:
             self.flush_restore()
@@ -118,6 +142,7 @@ class PartitionStore:
         batch.put(_CHECKPOINT, _OFFSET.pack(self.checkpoint))
         self._db.write(batch)
         self._restore_batch = None
+        self._batch_days.clear()
 
     # After a committed transaction ------------------------------------------------------
 
@@ -126,13 +151,18 @@ class PartitionStore:
         changed: dict[CounterKey, Counter],
         new_ids: Iterable[tuple[bytes, int]],
         next_offset: int,
-        seen_records: Iterable[tuple[bytes, int]] = (),
+        seen_records: Iterable[tuple[bytes, int, list[bytes]]] = (),
+        sequences: dict[changelog.SequenceKey, SourceSequence] | None = None,
     ) -> None:
-        """Apply a committed transaction: counters, identities, and the seen-ids records
-        (changelog key, latest expiry day) it wrote."""
+        """Apply a committed transaction: counters, identities, the seen-ids records
+        (changelog key, latest expiry day, identities) and the sequence states it wrote."""
         batch = WriteBatch(raw_mode=True)
-        for seen, latest in seen_records:
-            self._index(batch, seen, latest)
+        for skey, state in (sequences or {}).items():
+            batch.put(_SEQUENCE + changelog.sequence_key(skey),
+                      changelog.sequence_value(state.as_tuple()))
+            self.sequences[skey] = state
+        for seen, latest, members in seen_records:
+            self._index(batch, seen, latest, members)
         for key, counter in changed.items():
             batch.put(_COUNTER + changelog.counter_key(key),
                       changelog.counter_value(counter.count, counter.total))
@@ -145,40 +175,66 @@ class PartitionStore:
 
     # Forgetting identities past their expiry --------------------------------------------
 
-    def _index(self, batch: WriteBatch, seen_key: bytes, day: int) -> None:
+    def _index(self, batch: WriteBatch, seen_key: bytes, day: int,
+               members: list[bytes]) -> None:
         batch.put(_EXPIRY + _DAY.pack(day) + seen_key, b"")
         batch.put(_SEEN_DAY + seen_key, _DAY.pack(day))
+        batch.put(_MEMBERS + seen_key, b"".join(members))
 
     def _unindex(self, batch: WriteBatch, seen_key: bytes) -> None:
-        day = self._db.get(_SEEN_DAY + seen_key)
+        # The record may have been indexed in the same restore batch (a seen-ids record
+        # and its tombstone restored together): its day is then not in the database yet.
+        day = self._batch_days.pop(seen_key, None) or self._db.get(_SEEN_DAY + seen_key)
         if isinstance(day, bytes):
             batch.delete(_EXPIRY + day + seen_key)
         batch.delete(_SEEN_DAY + seen_key)
+        batch.delete(_MEMBERS + seen_key)
 
-    def expired_records(self, today: int) -> list[bytes]:
-        """Changelog keys of seen-ids records whose every identity expired before ``today``."""
-        found = []
+    def expired_records(self, today: int, limit: int | None = None) -> list[bytes]:
+        """Changelog keys of seen-ids records whose every identity expired before ``today``,
+        oldest first, at most ``limit`` of them."""
+        found: list[bytes] = []
         for key, _value in self._db.items(from_key=_EXPIRY):
             if not isinstance(key, bytes) or not key.startswith(_EXPIRY):
                 break
-            if _DAY.unpack(key[2:6])[0] >= today:
+            if _DAY.unpack(key[2:6])[0] >= today or (limit is not None and len(found) >= limit):
                 break
             found.append(key[6:])
         return found
 
     def forget(self, seen_keys: list[bytes], today: int) -> int:
-        """After the tombstones for ``seen_keys`` committed: drop them and every identity
-        that expired before ``today``; return how many identities were dropped."""
+        """After the tombstones for ``seen_keys`` committed: drop them and their identities
+        that expired before ``today``; return how many identities were dropped.
+
+        Each record's own identities are deleted (``r:``), so the work is proportional to
+        what expires, never to what is remembered. A record stored before its members were
+        (no ``r:`` entry) falls back to one scan of every identity.
+        """
         batch = WriteBatch(raw_mode=True)
-        for seen in seen_keys:
-            self._unindex(batch, seen)
         dropped = 0
-        for entry, value in self._db.items(from_key=_ID):
-            if not isinstance(entry, bytes) or not entry.startswith(_ID):
-                break
-            if isinstance(value, bytes) and _DAY.unpack(value)[0] < today:
-                batch.delete(entry)
-                dropped += 1
+        scan = False
+        for seen in seen_keys:
+            members = self._db.get(_MEMBERS + seen)
+            if not isinstance(members, bytes):
+                scan = True
+            else:
+                ids: list[str | int | float | bytes | bool] = [
+                    _ID + members[i:i + _IDENTITY] for i in range(0, len(members), _IDENTITY)]
+                days = self._db.get(ids) if ids else []
+                if not isinstance(days, list):
+                    raise TypeError("multi-get did not answer with a list")
+                for entry, day in zip(ids, days, strict=True):
+                    if isinstance(day, bytes) and _DAY.unpack(day)[0] < today:
+                        batch.delete(entry)
+                        dropped += 1
+            self._unindex(batch, seen)
+        if scan:
+            for entry, value in self._db.items(from_key=_ID):
+                if not isinstance(entry, bytes) or not entry.startswith(_ID):
+                    break
+                if isinstance(value, bytes) and _DAY.unpack(value)[0] < today:
+                    batch.delete(entry)
+                    dropped += 1
         self._db.write(batch)
         return dropped
 

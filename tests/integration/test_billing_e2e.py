@@ -75,8 +75,9 @@ def _set_clock(clock: Path, moment: datetime) -> None:
 
 
 def _closes_at(period: str) -> datetime:
-    """One second after ``period``'s end plus the default hour of grace."""
-    return period_bounds(period)[1] + timedelta(hours=1, seconds=1)
+    """One second after ``period``'s end plus the default hour of grace and the default
+    15 s the close settles for (the gateways' delivery timeout, clock skew)."""
+    return period_bounds(period)[1] + timedelta(hours=1, seconds=16)
 
 
 def _events(meter: str, n: int, quantity: str = "1") -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ def stack(settings: Settings, clock: Path,
 
 
 def _after_close_of(period: str) -> datetime:
-    return period_bounds(period)[1] + timedelta(hours=1, seconds=1)
+    return period_bounds(period)[1] + timedelta(hours=1, seconds=16)
 
 
 def _next(period: str) -> str:
@@ -89,7 +89,7 @@ def test_a_period_swept_without_its_closes_is_reconciled(stack: Stack, clock: Pa
 
 def test_an_invoice_whose_pdf_was_lost_is_rendered_again(stack: Stack, clock: Path,
                                                          cassandra_session: Session) -> None:
-    """Attacks step 6: the invoice is numbered but its invoice.finalized never reached the
+    """Attacks step 7: the invoice is numbered but its invoice.finalized never reached the
     renderer. The reconciliation enqueues the close again, which announces it again."""
     tenant, _key = stack.new_tenant("Lost Pdf SA", plan="outage")
     period = _next(_next(_next(period_of(datetime.now(UTC)))))

@@ -6,6 +6,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,12 +14,14 @@ from decimal import Decimal
 import httpx
 import pytest
 from cassandra.cluster import Session
+from confluent_kafka import Producer
 
 from ops.provision import prepare
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_of
 from processors.usage.mirror_table import UsageTable
-from tests.stack import Stack, env_without_meterly, start_stack, wait_for_usage
+from schemas.topics import INGEST
+from tests.stack import Stack, env_without_meterly, start_stack, wait_for_usage, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -127,3 +130,45 @@ def test_demo_creates_tenants_and_sends_traffic(stack: Stack) -> None:
         assert usage["tenant_id"] == tenant
         assert upcoming.startswith("upcoming invoice ")
         assert upcoming.endswith(" EUR"), (name, upcoming)
+
+
+def test_ingest_dead_letters_are_listed_and_replayed_once_fixed(stack: Stack) -> None:
+    """Protocol step 4 of processors/usage/ingest_validator.py and its way back: records
+    for a suspended tenant are dead-lettered; once the tenant is reactivated,
+    ``meterly ingest dead-letter --replay`` counts them, and a second replay counts nothing
+    twice."""
+    tenant, key = stack.new_tenant("Replay Co")
+    with stack.client() as admin:
+        assert admin.post(f"/v1/admin/tenants/{tenant}/suspend").status_code == 200
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                         "acks": "all"})
+    for i in range(25):
+        event = {"specversion": "1.0", "id": f"r-{i}", "source": "replay", "type": "jobs",
+                 "time": now, "data": {"quantity": 2}}
+        producer.produce(INGEST.full_name(stack.settings.topic_prefix),
+                         json.dumps(event).encode(), key=tenant.encode(),
+                         headers=[("content-type", b"application/cloudevents+json")])
+    assert producer.flush(30) == 0
+
+    def listed() -> list[str]:
+        out = meterly(stack, "ingest", "dead-letter", "--tenant", tenant)
+        assert out.returncode == 0, out.stderr
+        return [line for line in out.stdout.splitlines() if line]
+    lines = wait_until("25 dead letters", lambda: len(listed()) >= 25 and listed(), timeout=60)
+    assert len(lines) == 25
+    assert all("is suspended" in line for line in lines)
+    assert {line.split("\t")[2] for line in lines} == {f"r-{i}" for i in range(25)}
+
+    with stack.client() as admin:
+        assert admin.post(f"/v1/admin/tenants/{tenant}/reactivate").status_code == 200
+    for _ in range(2):
+        done = meterly(stack, "ingest", "dead-letter", "--replay", "--tenant", tenant,
+                       "--reason", "suspended")
+        assert done.returncode == 0, done.stderr
+        assert "replayed 25 records" in done.stderr
+    wait_for_usage(stack, key, {"jobs": (25, "50")}, timeout=60)
+    time.sleep(2)  # the second replay arrives too, and counts nothing
+    assert wait_for_usage(stack, key, {"jobs": (25, "50")}, timeout=5) == {"jobs": (25, "50")}

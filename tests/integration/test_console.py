@@ -129,6 +129,20 @@ def test_sign_in_tenant_key_try_it_and_usage(stack: Stack, page: Page) -> None:
     assert page.locator("svg[aria-label='usage per day'] title", has_text=": 1").count() == 1
     shot(page, "4-usage")
 
+    # A producer numbering its events, with 3 and 4 missing: the gap is on the page.
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    with stack.client(token=key) as client:
+        sent = client.post("/v1/events", json=[
+            {"specversion": "1.0", "id": f"seq-{n}", "source": "exporter", "type": "search",
+             "time": now, "sequence": str(n)} for n in (1, 2, 5)])
+        assert sent.status_code == 200, sent.text
+
+    def gap_shown() -> bool:
+        page.goto(tenant_url)
+        return "3\u20134" in page.inner_text("main")
+
+    wait_until("the gap on the tenant page", gap_shown, timeout=30, every=1.0)
+
     # A signed-out browser is sent to the sign-in page, never shown the console.
     page.context.clear_cookies()
     page.goto(tenant_url)

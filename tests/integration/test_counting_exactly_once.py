@@ -67,8 +67,9 @@ def _mirror_totals(settings: Settings, keys: Totals) -> Totals:
 
 def _run(settings: Settings, tmp_path: Path, workers: int, downtimes: list[float],
          infra: Infra | None = None, late_start: float = 0.0,
-         produce_seconds: float = PRODUCE_SECONDS) -> None:
-    """Count a load while the last worker is SIGKILLed once per entry of ``downtimes``.
+         produce_seconds: float = PRODUCE_SECONDS, pause: bool = False) -> None:
+    """Count a load while the last worker is SIGKILLed once per entry of ``downtimes``
+    (with ``pause``: SIGSTOPped for the downtime, then resumed, a zombie).
 
     A short downtime lets a static member take its partitions straight back; one longer than
     the session timeout (10 s) moves its partitions to the other worker and back again.
@@ -101,6 +102,11 @@ def _run(settings: Settings, tmp_path: Path, workers: int, downtimes: list[float
         # the restarted worker is killed again while it is still restoring (step 6).
         for n, downtime in enumerate(downtimes):
             time.sleep(rng.uniform(1.0, 4.0))
+            if pause:
+                victim.pause()
+                time.sleep(downtime)
+                victim.resume()
+                continue
             victim.kill()
             time.sleep(downtime)
             victim.start()
@@ -130,7 +136,17 @@ def _run(settings: Settings, tmp_path: Path, workers: int, downtimes: list[float
 
         wait_for(lambda: _mirror_totals(settings, load.expected) == load.expected, 120,
                  "the Cassandra mirror to equal the changelog")
-        assert victim.kills >= len(downtimes)
+        if pause:
+            # The fault landed: the other worker took the paused one's partitions over
+            # while it was stopped (after its first assignment, once per pause at least),
+            # and the resumed one found itself out of the group or its transaction fenced.
+            takeovers = counters[0].log.read_text().count("assigned partitions")
+            assert takeovers >= 1 + len(downtimes), counters[0].log.read_text()[-3000:]
+            evicted = victim.log.read_text()
+            assert victim.restarts or any(sign in evicted for sign in (
+                "transaction aborted", "revoked", "lost", "fenced", "FENCED")), evicted[-3000:]
+        else:
+            assert victim.kills >= len(downtimes)
     finally:
         for w in [*counters, mirror]:
             w.stop()
@@ -148,6 +164,18 @@ def test_two_workers_one_killed_repeatedly_count_exactly(
     # fencing of a worker that lost a partition, step 3).
     _run(isolated, tmp_path, workers=2, downtimes=[12.0, 0.5, 12.0, 0.5], late_start=4.0,
          produce_seconds=50.0)
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+def test_a_paused_worker_resumed_after_its_partitions_moved_counts_nothing_twice(
+    isolated: Settings, tmp_path: Path, round_: int
+) -> None:
+    """A zombie: the second worker is SIGSTOPped past the session timeout (10 s), so its
+    partitions move to the first, then resumed with its transaction and its batch in hand.
+    KIP-447 fencing (step 3) and the abort-and-rewind of ``commit_or_rewind`` must keep its
+    late commit from counting anything twice."""
+    _run(isolated, tmp_path, workers=2, downtimes=[14.0, 14.0], pause=True,
+         produce_seconds=45.0)
 
 
 def test_broker_restart_during_a_run_counts_exactly(

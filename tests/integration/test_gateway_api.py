@@ -245,6 +245,25 @@ def test_idempotency_key_replays_the_first_answer(stack: Stack) -> None:
     wait_for_usage(stack, key, {"api.calls": (1, "1")})
 
 
+def test_a_metered_call_retried_with_its_idempotency_key_counts_once(stack: Stack) -> None:
+    """A call whose answer was lost is repeated, on the same and on the other gateway
+    (whose memory of recent ids does not have it: the counter deduplicates it)."""
+    _tenant, key = stack.new_tenant()
+    with stack.client(0, key) as gw0, stack.client(1, key) as gw1:
+        headers = {"Idempotency-Key": "call-7"}
+        first = gw0.get("/v1/resources/render", headers=headers)
+        assert first.status_code == 200, first.text
+        for gw in (gw0, gw1, gw1):
+            again = gw.get("/v1/resources/render", headers=headers)
+            assert again.json()["event_id"] == first.json()["event_id"]
+        other = gw0.get("/v1/resources/render", headers={"Idempotency-Key": "call-8"})
+        assert other.json()["event_id"] != first.json()["event_id"]
+        assert gw0.get("/v1/resources/render").status_code == 200  # no key: a new event
+        _assert_problem(gw0.get("/v1/resources/render", headers={"Idempotency-Key": "a b"}),
+                        400, "invalid-idempotency-key")
+    wait_for_usage(stack, key, {"render": (3, "3")})
+
+
 def test_rate_limit_answers_429_with_headers(stack: Stack) -> None:
     _tenant, key = stack.new_tenant(rate_limit_per_second=5)
     with stack.client(0, key) as gw:

@@ -116,7 +116,7 @@ def test_threads_number_overlapping_sets_without_gaps(settings: Settings,
 
 def test_two_billing_workers_close_concurrently_with_a_kill(
         settings: Settings, session: Session, tmp_path: Path) -> None:
-    """Attacks steps 5 to 7 of the billing worker's protocol (processors/billing/
+    """Attacks steps 6 to 8 of the billing worker's protocol (processors/billing/
     close_worker.py): a worker SIGKILLed while it numbers a batch leaves claims and
     uncommitted commands behind; the other worker and its restart must number every
     invoice once, with no gap."""

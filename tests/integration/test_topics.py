@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions
 
 from ops.topics import TopicMismatchError, ensure_topics
+from processors.kafka.compacted_topic import TopicFollower
 from processors.runtime.settings import Settings
-from schemas.topics import ADMIN, ALL_TOPICS, USAGE, TopicSpec
+from schemas.topics import ADMIN, ALL_TOPICS, INGEST, USAGE, TopicSpec
+from tests.kafka_helpers import new_topic, producer
+from tests.usage_load import worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +50,60 @@ def test_fewer_partitions_than_defined_is_refused(settings: Settings) -> None:
     wider = TopicSpec("narrow.v1", 3, "delete", 1000, "test")
     with pytest.raises(TopicMismatchError, match="has 1 partitions"):
         ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, 1, (wider,))
+
+
+def test_more_partitions_than_defined_is_refused(settings: Settings) -> None:
+    """Adding partitions moves keys to partitions that never held their state."""
+    assert settings.kafka_bootstrap
+    wide = TopicSpec("wide.v1", 3, "delete", 1000, "test")
+    ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, 1, (wide,))
+    narrower = TopicSpec("wide.v1", 2, "delete", 1000, "test")
+    with pytest.raises(TopicMismatchError, match="has 3 partitions"):
+        ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, 1, (narrower,))
+
+
+def test_the_counter_refuses_usage_with_a_partition_added(settings: Settings,
+                                                          tmp_path: Path) -> None:
+    assert settings.kafka_bootstrap
+    prefix = f"{settings.topic_prefix}p{secrets.token_hex(3)}."
+    ensure_topics(settings.kafka_bootstrap, prefix, 1)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    usage = USAGE.full_name(prefix)
+    for future in admin.create_partitions(
+            [NewPartitions(usage, USAGE.partitions + 1)]).values():
+        future.result(30)
+    scoped = settings.model_copy(update={"topic_prefix": prefix})
+    log = tmp_path / "counter.log"
+    with log.open("wb") as out:
+        done = subprocess.run([sys.executable, "-m", "ops.cli", "worker", "counter"],
+                              env=worker_env(scoped, tmp_path / "home", "1"), stdout=out,
+                              stderr=subprocess.STDOUT, timeout=120, check=False)
+    assert done.returncode != 0
+    assert f"must both have {USAGE.partitions} partitions" in log.read_text()
+
+
+def test_the_ingest_topic_stamps_broker_time(settings: Settings) -> None:
+    assert settings.kafka_bootstrap
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    resource = ConfigResource("topic", INGEST.full_name(settings.topic_prefix))
+    config = next(iter(admin.describe_configs([resource]).values())).result(10)
+    assert config["message.timestamp.type"].value == "LogAppendTime"
+
+
+def test_a_follower_catches_up_with_what_was_written_before_it_asked(
+        settings: Settings) -> None:
+    assert settings.kafka_bootstrap
+    topic = new_topic(settings.kafka_bootstrap, settings.topic_prefix)
+    seen: list[bytes] = []
+    follower = TopicFollower(settings.kafka_bootstrap, topic,
+                             lambda value, _offset: seen.append(value), "catch-up-test")
+    follower.start()
+    try:
+        writer = producer(settings.kafka_bootstrap)
+        for i in range(50):
+            writer.produce(topic, f"v{i}".encode())
+        assert writer.flush(30) == 0
+        assert follower.catch_up(10)
+        assert len(seen) == 50  # applied before catch_up answered
+    finally:
+        follower.stop()

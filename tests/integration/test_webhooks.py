@@ -118,7 +118,7 @@ def test_receiver_down_then_up_gets_every_event_signed(stack: Stack, receiver: R
             assert client.get("/v1/resources/calls").status_code == 200
     wait_for_usage(stack, key, {"calls": (10, "10")})
     period = period_of(datetime.now(UTC))
-    clock.write_text((period_bounds(period)[1] + timedelta(hours=1, seconds=1)).isoformat())
+    clock.write_text((period_bounds(period)[1] + timedelta(hours=1, seconds=16)).isoformat())
     with stack.client() as admin:
         # On demand: other tests in this keyspace may have run this period's scheduled close.
         closing = admin.post("/v1/admin/billing/close",

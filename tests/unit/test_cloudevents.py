@@ -85,18 +85,45 @@ def test_kafka_binding_structured_and_binary_modes() -> None:
         record_to_event(b"x", [("ce_specversion", b"1.0"), ("content-type", b"text/plain")])
 
 
-def test_fast_json_path_keeps_quantities_exact() -> None:
+def _fast(body: str) -> Any:
     import orjson
 
-    from gateway.routes.ingest import floats_are_exact
+    from gateway.routes.ingest import exact_quantities
 
-    for literal in ("0.1", "1.5", "123456789.123456", "0.000000001", "999999999999999"):
-        doc = orjson.loads(f'[{{"data": {{"quantity": {literal}}}}}]')
-        assert floats_are_exact(doc)
-        event = {**_event(), "data": doc[0]["data"]}
-        assert to_usage_event(event, NOW).quantity == Decimal(literal)
-    long = orjson.loads('[{"data": {"quantity": 123456789012345.123}}]')
-    assert not floats_are_exact(long)
+    doc = orjson.loads(body)
+    return doc if exact_quantities(doc, body.encode()) else None
+
+
+@pytest.mark.parametrize(("literal", "quantity"), [
+    ("0.1", "0.1"), ("1.5", "1.5"), ("123456789.123456", "123456789.123456"),
+    ("0.000000001", "0.000000001"), ("999999999999999", "999999999999999"),
+    # The review's literals (exactly-once.md P11): the float path altered these.
+    ("100000000.000000001", "100000000.000000001"), ("123456789012.000001", "123456789012.000001"),
+    ("1e2", "1E+2"), ("2.50", "2.50"),
+])
+def test_the_fast_json_path_reads_each_quantity_from_its_literal(literal: str,
+                                                                  quantity: str) -> None:
+    doc = _fast(f'[{{"id": "a", "data": {{"quantity": {literal}}}}}, {{"data": {{}}}}]')
+    assert doc is not None
+    event = {**_event(), "data": doc[0]["data"]}
+    assert to_usage_event(event, NOW).quantity == Decimal(quantity)
+
+
+@pytest.mark.parametrize("literal", ["1.0000000000000001", "0.30000000000000001"])
+def test_a_literal_with_more_decimals_than_allowed_is_refused_even_if_its_float_is_short(
+        literal: str) -> None:
+    doc = _fast(f'{{"data": {{"quantity": {literal}}}}}')
+    assert doc is not None
+    with pytest.raises(EventRejected, match="decimal places"):
+        to_usage_event({**_event(), "data": doc["data"]}, NOW)
+
+
+def test_quantities_not_matched_one_for_one_take_the_exact_parse() -> None:
+    # A nested "quantity" the events do not read; an escaped key.
+    assert _fast('[{"data": {"quantity": 0.5, "items": [{"quantity": 2.5}]}}]') is None
+    assert _fast('[{"data": {"quantit\\u0079": 0.5}}]') is None
+    # Integers only: nothing to match.
+    assert _fast('[{"data": {"quantity": 3}}]') == [{"data": {"quantity": 3}}]
 
 
 @pytest.mark.parametrize("time", ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+01:00"])
@@ -112,3 +139,13 @@ def test_a_record_nested_too_deeply_is_rejected_not_raised() -> None:
     deep = b'{"specversion": "1.0", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(EventRejected, match="nested too deeply"):
         record_to_event(deep, [("content-type", b"application/cloudevents+json")])
+
+
+def test_time_is_stamped_on_receipt_unless_the_deployment_requires_it() -> None:
+    event = {"specversion": "1.0", "id": "x", "source": "s", "type": "t"}
+    assert to_usage_event(event, NOW).time_ms == int(NOW.timestamp() * 1000)
+    with pytest.raises(EventRejected, match="time is required"):
+        to_usage_event(event, NOW, require_time=True)
+    timed = {**event, "time": "2026-11-26T10:00:00Z"}
+    assert to_usage_event(timed, NOW, require_time=True).time_ms == int(
+        datetime(2026, 11, 26, 10, tzinfo=UTC).timestamp() * 1000)

@@ -59,6 +59,8 @@ def _changelog(record: Record) -> Any:
     assert record.value is not None
     if record.key[:1] == changelog.COUNTER:
         return changelog.parse_counter(record.key, record.value)
+    if record.key[:1] == changelog.SEQUENCE:
+        return changelog.parse_sequence(record.key, record.value)
     assert record.key[:1] == changelog.SEEN
     return list(changelog.parse_seen(record.value))
 
@@ -69,6 +71,10 @@ def _changelog_encode(record: Record, decoded: Any) -> bytes:
         key, count, total = decoded
         assert changelog.counter_key(key) == record.key
         return changelog.counter_value(count, total)
+    if record.key[:1] == changelog.SEQUENCE:
+        skey, state = decoded
+        assert changelog.sequence_key(skey) == record.key
+        return changelog.sequence_value(state)
     return changelog.seen_value(decoded)
 
 

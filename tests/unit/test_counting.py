@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from hashlib import blake2b
+
+import pytest
 
 from processors.usage.core.counting import Counter, Fold, apply, identity_hash
 from processors.usage.core.periods import (
@@ -81,3 +84,47 @@ def test_ids_are_remembered_at_least_35_days_and_past_the_period() -> None:
     assert dedupe_expiry_day(T) - day_number(moment) >= 35
     first_of_month = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
     assert dedupe_expiry_day(first_of_month) > day_number(datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_identities_with_a_nul_are_not_ambiguous_and_the_rest_keep_their_hash() -> None:
+    # Source "a\0b" with id "c" against source "a" with id "b\0c": one string when joined.
+    assert identity_hash("t", "a\0b", "c") != identity_hash("t", "a", "b\0c")
+    assert identity_hash("t\0a", "b", "c") != identity_hash("t", "a\0b", "c")
+    # Identities without a NUL hash as they always did (remembered ids stay valid).
+    assert identity_hash("ten_1", "orders", "e-1") == blake2b(
+        b"ten_1\0orders\0e-1", digest_size=16).digest()
+
+
+@pytest.mark.parametrize("grace", [timedelta(0), timedelta(hours=1), timedelta(days=6),
+                                   timedelta(days=7), timedelta(days=10), timedelta(days=40)])
+def test_an_identity_is_kept_until_its_event_time_is_refused_for_any_grace(
+        grace: timedelta) -> None:
+    """exactly-once.md P4: with grace >= 7 days the identity of an event at the start of a
+    31-day month was forgotten while its time was still accepted. The first moment it can
+    be forgotten (the start of the day after its expiry day) must refuse a resend."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for month in range(48):
+        first = datetime(2026 + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        for moment in (first, first + timedelta(days=14, hours=7), period_bounds(
+                period_of(first))[1] - timedelta(milliseconds=1)):
+            ms = int(moment.timestamp() * 1000)
+            fold = Fold(grace=grace)
+            fold.add(UsageRecord("t", (UsageEvent("x", "s", "m", ms, Decimal(1)),)),
+                     lambda hashes: [False] * len(hashes))
+            (_h, expiry), = fold.new_ids
+            forgotten_from = start + timedelta(days=expiry + 1 - day_number(start))
+            assert rejection_for_time(moment, forgotten_from, grace) is not None, (
+                moment, grace)
+
+
+def test_totals_are_summed_exactly_beyond_28_digits() -> None:
+    """exactly-once.md P13: the default context rounded totals past 28 digits."""
+    big = Decimal("999999999999999999999999000")  # 10^12 events of 999999999999999.999999999
+    counters: dict[tuple[str, str, str], Counter] = {
+        ("t", "2026-11", "m"): Counter(10**12, big)}
+    fold = Fold()
+    fold.add(UsageRecord("t", (UsageEvent("y", "s", "m", T, Decimal("0.000000001")),)),
+             lambda hashes: [False] * len(hashes))
+    changed = apply(counters, fold)
+    assert str(changed[("t", "2026-11", "m")].total) == (
+        "999999999999999999999999000.000000001")  # 36 digits

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from processors.billing.closer import scheduled_commands
 from processors.billing.core.close import (
+    counted_through,
     due_period,
     first_period,
     periods_to_sweep,
@@ -545,6 +546,22 @@ def test_format_number() -> None:
 ])
 def test_due_period(now: datetime, period: str) -> None:
     assert due_period(now, timedelta(hours=1)) == period
+
+
+@pytest.mark.parametrize(("now", "period"), [
+    (utc(2026, 12, 1, 1, 0, 14), "2026-10"),  # in the 15 s the close settles for
+    (utc(2026, 12, 1, 1, 0, 15), "2026-11"),
+])
+def test_a_period_is_due_once_the_gateways_delivery_timeout_has_passed_too(
+        now: datetime, period: str) -> None:
+    assert due_period(now, timedelta(hours=1), timedelta(seconds=15)) == period
+
+
+def test_complete_through_is_the_barrier_capped_at_the_period_end() -> None:
+    end = utc(2026, 12, 1)
+    assert counted_through(end, None) is None
+    assert counted_through(end, utc(2026, 11, 20, 8)) == utc(2026, 11, 20, 8)
+    assert counted_through(end, utc(2026, 12, 1, 1, 0, 20)) == end
 
 
 def subscription(tenant_id: str, *starts: str) -> Subscription:

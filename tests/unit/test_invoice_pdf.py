@@ -24,6 +24,7 @@ from processors.billing.core.invoice import (
     Credit,
     InvoiceDocument,
     LateUsage,
+    OpenGap,
     Party,
     PlanAssignment,
     compose_invoice,
@@ -389,3 +390,29 @@ def test_page_one_renders_to_png(sample: InvoiceDocument) -> None:
     grey = image.convert("L")
     inked = sum(grey.histogram()[:128])  # dark pixels: text was drawn
     assert inked > 0.005 * image.width * image.height
+
+
+@pytest.mark.parametrize(("through", "shown"), [
+    (None, None),
+    ("end", "Usage counted the whole period"),
+    ("mid", "Usage counted to 2026-10-20 08:15:02 UTC"),
+])
+def test_the_usage_the_close_barrier_proved_is_on_the_invoice(
+        sample: InvoiceDocument, through: str | None, shown: str | None) -> None:
+    moment = {None: None, "end": sample.period_end,
+              "mid": datetime(2026, 10, 20, 8, 15, 2, 900000, tzinfo=UTC)}[through]
+    text = "\n".join(_pages(render_invoice_pdf(replace(sample, complete_through=moment))))
+    if shown is None:
+        assert "Usage counted" not in text
+    else:
+        assert _row(text, "Usage counted") == shown
+
+
+def test_producer_gaps_at_close_are_listed(sample: InvoiceDocument) -> None:
+    gaps = (OpenGap("billing-exporter", 6, ((10, 14), (50, 50)), 2),
+            OpenGap("orders", 40, tuple((n * 10, n * 10 + 3) for n in range(10)), 12))
+    text = "\n".join(_pages(render_invoice_pdf(replace(sample, open_gaps=gaps))))
+    assert "Producer sequence gaps at close" in text
+    assert "billing-exporter: 6 missing (10\u201314, 50)" in text
+    assert "and 2 more ranges" in text
+    assert "Producer sequence gaps" not in "\n".join(_pages(render_invoice_pdf(sample)))

@@ -32,9 +32,21 @@ from schemas.rfc3339 import parse_time
 LATE_LOOKBACK = 3
 
 
-def due_period(now: datetime, grace: timedelta) -> str:
-    """The latest period whose end plus grace has passed at ``now``."""
-    return previous_period(period_of(now - grace))
+def due_period(now: datetime, grace: timedelta, settle: timedelta = timedelta(0)) -> str:
+    """The latest period whose end plus grace plus ``settle`` has passed at ``now``.
+
+    ``settle`` covers the gateways' delivery timeout and clock skew: an event accepted in
+    the last instant of the grace may reach Kafka that much later, and the close barrier
+    can only wait for what Kafka holds.
+    """
+    return previous_period(period_of(now - grace - settle))
+
+
+def counted_through(period_end: datetime, proven: datetime | None) -> datetime | None:
+    """An invoice's ``complete_through``: the instant before which the close barrier proved
+    every accepted event counted, capped at the period's end (after it, the period's
+    usage is complete)."""
+    return None if proven is None else min(proven, period_end)
 
 
 @dataclass(frozen=True)

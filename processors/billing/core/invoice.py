@@ -81,6 +81,23 @@ class CreditApplication:
 
 
 @dataclass(frozen=True)
+class OpenGap:
+    """A producer whose sequence numbers had gaps when the invoice was closed."""
+
+    source: str
+    #: Sequence numbers that never arrived, over every range.
+    missing: int
+    #: The first missing ranges (inclusive), at most ``GAPS_SHOWN``.
+    ranges: tuple[tuple[int, int], ...]
+    #: How many ranges there are in all.
+    range_count: int
+
+
+#: Missing ranges an invoice lists per source (the API lists them all).
+GAPS_SHOWN = 10
+
+
+@dataclass(frozen=True)
 class InvoiceDocument:
     id: str
     tenant_id: str
@@ -113,6 +130,11 @@ class InvoiceDocument:
     voided_at: datetime | None = None
     pdf_key: str | None = None
     pdf_sha256: str | None = None
+    #: Every event accepted before this instant is counted on this invoice (the close
+    #: barrier's proof, capped at the period's end); None on invoices closed before it.
+    complete_through: datetime | None = None
+    #: Producers with missing sequence numbers at close (``METERLY_CLOSE_WITH_GAPS=list``).
+    open_gaps: tuple[OpenGap, ...] = ()
 
 
 # ---- inputs ---------------------------------------------------------------------------

@@ -198,6 +198,17 @@ def format_date(moment: datetime) -> str:
     return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
 
 
+def usage_counted(doc: InvoiceDocument) -> str:
+    """What the close barrier proved: the whole period, or every event accepted before a
+    moment (a period closed on demand before its end)."""
+    through = doc.complete_through
+    if through is None:
+        return ""
+    if through >= doc.period_end:
+        return "the whole period"
+    return f"to {through.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
 def billing_period(doc: InvoiceDocument) -> str:
     """``1 Oct 2026 - 31 Oct 2026`` with an en dash; the period ends at midnight, exclusive."""
     last_day = doc.period_end - timedelta(days=1)
@@ -330,6 +341,7 @@ class _Layout:
             ("Billing period", billing_period(doc)),
             ("Plan", f"{doc.plan} (version {doc.plan_version})"),
             ("Invoice ID", doc.id),
+            *((("Usage counted", usage_counted(doc)),) if doc.complete_through else ()),
         )
         right_y = top + 5.5
         for label, value in details:
@@ -441,6 +453,28 @@ class _Layout:
             y += 6
         self.y = y
 
+    def gaps(self) -> None:
+        """Producers with missing sequence numbers at close: the usage may be short."""
+        if not self.doc.open_gaps:
+            return
+        lines = [pdf_text("Producer sequence gaps at close: usage from these sources may be "
+                          "incomplete, and arrives as late usage once the events do.")]
+        for gap in self.doc.open_gaps:
+            shown = ", ".join(str(a) if a == b else f"{a}\u2013{b}" for a, b in gap.ranges)
+            more = gap.range_count - len(gap.ranges)
+            lines.append(pdf_text(
+                f"{gap.source}: {gap.missing} missing ({shown}"
+                f"{f' and {more} more ranges' if more > 0 else ''})"))
+        wrapped = [row for line in lines for row in wrap(line, RIGHT - LEFT, NOTE, 4)]
+        height = 8 + 4.4 * len(wrapped)
+        if self.y + height > BODY_BOTTOM:
+            self.new_page()
+        y = self.y + 8
+        for row in wrapped:
+            self.text(NOTE, LEFT, y, row)
+            y += 4.4
+        self.y = y
+
     def footers(self) -> None:
         doc = self.doc
         where = f"Invoice {doc.number}" if doc.number else "Draft invoice"
@@ -457,6 +491,7 @@ class _Layout:
         self.parties()
         self.items()
         self.totals()
+        self.gaps()
         self.footers()
         return self.pages
 
