@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from processors.kafka.retry import with_retries
+from schemas import admin_v1
 
 
 def new_topic(bootstrap: str, prefix: str, partitions: int = 1, replication: int = 1) -> str:
@@ -82,3 +84,25 @@ def read_all_records_with_headers(
         return values
     finally:
         consumer.close()
+
+
+def subscribe_on_admin_topic(bootstrap: str, admin_topic: str, tenants: list[str],
+                             since: datetime) -> Producer:
+    """A flat 10 EUR plan and ``tenants`` on it from ``since``, written straight to the
+    admin topic (as the gateway would, without a gateway); returns the producer, flushed."""
+    writer = producer(bootstrap)
+    stamp = since.isoformat().replace("+00:00", "Z")
+    plan = admin_v1.PlanVersion("flat", 1, stamp, {
+        "name": "flat", "currency": "EUR", "flat_fee": "10", "prices": {}})
+    records: list[admin_v1.AdminEntity] = [plan]
+    for tenant in tenants:
+        records.append(admin_v1.Tenant(tenant, tenant, "b@example.com", "EUR", "active",
+                                       stamp, stamp, plan="flat"))
+        records.append(admin_v1.Subscription(
+            tenant, (admin_v1.Assignment("flat", 1, stamp),), stamp))
+    for i, record in enumerate(records):
+        writer.produce(admin_topic, admin_v1.encode(record), key=record.record_key)
+        if i % 10_000 == 9_999:
+            writer.flush(30)
+    assert writer.flush(60) == 0
+    return writer

@@ -153,10 +153,16 @@ class WorkerProcess:
 
     def pause(self) -> None:
         """SIGSTOP: the process keeps its sockets and state but does nothing (a GC pause, a
-        frozen VM); ``resume`` sends SIGCONT."""
-        assert self.proc is not None
-        assert self.proc.poll() is None
-        self.proc.send_signal(signal.SIGSTOP)
+        frozen VM); ``resume`` sends SIGCONT. A process that exited (a zombie that found
+        itself fenced exits for its restart) is paused once the watchdog restarted it."""
+        deadline = time.monotonic() + 30
+        while True:
+            with self._lock:
+                if self.proc is not None and self.proc.poll() is None:
+                    self.proc.send_signal(signal.SIGSTOP)
+                    return
+            assert time.monotonic() < deadline, "the worker never came back to be paused"
+            time.sleep(0.1)
 
     def resume(self) -> None:
         assert self.proc is not None

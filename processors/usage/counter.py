@@ -26,6 +26,9 @@ The exactly-once argument, step by step (every crash test names the step it atta
    transactional id starts.
 
 Any error in a transaction ends the process; the supervisor restarts it and step 6 rebuilds.
+Tests kill the worker at named steps (``processors.runtime.failpoints``):
+``counter.before-commit`` (3 done, 4 not), ``counter.after-commit`` (4 done, 5 not) and
+``counter.restoring`` (in 6, after 50 changelog records of a partition).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from processors.kafka.transactions import (
     exit_for_restart,
     transactional_producer,
 )
+from processors.runtime.failpoints import failpoint
 from processors.runtime.settings import Settings
 from processors.usage.core.counting import Counter, Fold, apply
 from processors.usage.core.periods import day_number
@@ -216,6 +220,8 @@ class CountingWorker:
                         invalid_record(COUNTER_CHANGELOG, where(msg), exc)  # stops
                     next_offset = offset + 1
                     applied += 1
+                    if applied == 50:
+                        failpoint("counter.restoring")  # step 6, part way through
                 if not messages:
                     # Transaction markers and aborted records are never delivered; the
                     # position moves past them.
@@ -328,9 +334,11 @@ class CountingWorker:
                     value=changelog.counter_value(counter.count, counter.total),
                 )
             self._produce_sequences(partition, fold)
+        failpoint("counter.before-commit")  # step 3 written, step 4 not reached
         # Serves the delivery reports too, which carry the changelog offsets for step 5.
         if not commit_or_rewind(self.producer, self.consumer):
             return
+        failpoint("counter.after-commit")  # step 4 done, step 5 not
         if log.isEnabledFor(logging.DEBUG):
             log.debug("usage counted", extra={
                 "records": len(messages), "correlation_ids": correlation_ids(messages)})

@@ -10,7 +10,8 @@ Protocol, per batch:
    back.
 4. Send the usage threshold notices the new values call for (each once: a Cassandra claim,
    the message, then the claim marked sent).
-5. Commit the consumer offsets, only after 3 and 4.
+5. Commit the consumer offsets, only after 3 and 4 (the failpoint ``mirror.after-write``
+   kills the worker between them in tests).
 
 A crash anywhere before 5 replays a suffix; the replayed writes carry the same versions
 and the notices the same message ids, so after any fault Cassandra converges to the
@@ -33,6 +34,7 @@ from processors.kafka.messages import data_messages
 from processors.kafka.offsets import consumer_lag
 from processors.kafka.retry import with_retries
 from processors.kafka.transactions import idempotent_producer
+from processors.runtime.failpoints import failpoint
 from processors.runtime.settings import Settings
 from processors.tenants.follower import follow_admin
 from processors.usage.core.thresholds import parse_thresholds
@@ -117,6 +119,8 @@ class MirrorWorker:
                     self.notices.check(latest)
                 if sequences:
                     self.table.write_sequences(sequences)
+                if latest:
+                    failpoint("mirror.after-write")  # written, offsets not committed
                 if messages:
                     with_retries(lambda: self.consumer.commit(asynchronous=False),
                                  "mirror offset commit")

@@ -24,32 +24,12 @@ from processors.billing.core.invoice import invoice_id
 from processors.billing.invoice_store import InvoiceStore
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_bounds, period_of, previous_period
-from schemas import admin_v1
 from schemas.topics import ADMIN
-from tests.kafka_helpers import producer
+from tests.kafka_helpers import subscribe_on_admin_topic
 from tests.usage_load import WorkerProcess, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TENANTS = 10_000
-
-
-def _subscribe(bootstrap: str, prefix: str, tenants: list[str], since: datetime) -> None:
-    writer = producer(bootstrap)
-    stamp = since.isoformat().replace("+00:00", "Z")
-    plan = admin_v1.PlanVersion("flat", 1, stamp, {
-        "name": "flat", "currency": "EUR", "flat_fee": "10", "prices": {}})
-    records: list[admin_v1.AdminEntity] = [plan]
-    for tenant in tenants:
-        records.append(admin_v1.Tenant(tenant, tenant, "b@example.com", "EUR", "active",
-                                       stamp, stamp, plan="flat"))
-        records.append(admin_v1.Subscription(
-            tenant, (admin_v1.Assignment("flat", 1, stamp),), stamp))
-    topic = ADMIN.full_name(prefix)
-    for i, record in enumerate(records):
-        writer.produce(topic, admin_v1.encode(record), key=record.record_key)
-        if i % 10_000 == 9_999:
-            writer.flush(30)
-    assert writer.flush(60) == 0
 
 
 def _closed_batches(worker: WorkerProcess) -> int:
@@ -65,7 +45,7 @@ def test_every_tenant_is_invoiced_with_its_pdf_though_a_billing_worker_dies_thre
     period = previous_period(period_of(datetime.now(UTC)))
     start, end = period_bounds(period)
     tenants = [f"ten_{secrets.token_hex(6)}" for _ in range(TENANTS)]
-    _subscribe(settings.kafka_bootstrap, prefix, tenants, start)
+    subscribe_on_admin_topic(settings.kafka_bootstrap, ADMIN.full_name(prefix), tenants, start)
     clock = tmp_path / "clock"
     clock.write_text((end + timedelta(hours=1, seconds=16)).isoformat())
     invoice_prefix = f"K{secrets.token_hex(3).upper()}"

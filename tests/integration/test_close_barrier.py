@@ -170,22 +170,40 @@ def test_a_close_waits_for_a_paused_ingest_validator(stack: Stack, round_: int) 
     assert _quantity(invoice, period) == 700
 
 
+def _produce(stack: Stack, tenant: str, n: int) -> int:
+    """``n`` events for ``tenant`` on the Kafka ingest topic, acknowledged."""
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                         "acks": "all"})
+    for event in _events(n):
+        producer.produce(INGEST.full_name(stack.settings.topic_prefix),
+                         json.dumps(event).encode(), key=tenant.encode(),
+                         headers=[("content-type", b"application/cloudevents+json")])
+    assert producer.flush(30) == 0
+    return n
+
+
+@pytest.mark.parametrize("paused", ["counter", "mirror", "ingest-validator"])
 @pytest.mark.parametrize("round_", ROUNDS)
-def test_the_scheduled_close_waits_for_a_counter_paused_under_load(
-        stack: Stack, clock: Path, round_: int) -> None:
-    """Load from four senders; the counter is paused in the middle of it, so a backlog
-    builds; the billing clock then passes the period's cut-off and the sweep writes the
-    close. The invoice equals what the gateway accepted."""
-    tenant, key = stack.new_tenant(f"Scheduled {round_}", plan="barrier")
+def test_the_scheduled_close_waits_for_a_stage_paused_under_load(
+        stack: Stack, clock: Path, paused: str, round_: int) -> None:
+    """Load from four senders (over HTTP, or on the Kafka ingest topic when the validator is
+    the one paused); the worker is paused in the middle of it, so a backlog builds; the
+    billing clock then passes the period's cut-off and the sweep (or, in later rounds, whose
+    period is swept already, the reconciliation) writes the close. The invoice equals what
+    was accepted."""
+    tenant, key = stack.new_tenant(f"Scheduled {paused} {round_}", plan="barrier")
     period = period_of(datetime.now(UTC))
-    worker = _worker(stack, "counter")
+    worker = _worker(stack, paused)
     accepted: list[int] = []
     lock = threading.Lock()
     stop = threading.Event()
 
     def load() -> None:
         while not stop.is_set():
-            n = _send(stack, key, 200)
+            n = (_produce(stack, tenant, 200) if paused == "ingest-validator"
+                 else _send(stack, key, 200))
             with lock:
                 accepted.append(n)
 
@@ -206,7 +224,7 @@ def test_the_scheduled_close_waits_for_a_counter_paused_under_load(
         asked = datetime.now(UTC)
         end = period_bounds(period)[1]
         clock.write_text((end + timedelta(hours=1, seconds=16)).isoformat())
-        _held_by(stack, "counter", tenant, period)
+        _held_by(stack, paused, tenant, period)
     finally:
         worker.resume()
     invoice = wait_until("the invoice", lambda: _invoice(stack, tenant, period), timeout=120)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import shutil
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -190,3 +191,71 @@ def test_totals_hold_exact_decimals() -> None:
     load = make_load(1000, 0.1, seed=3)
     assert all(isinstance(total, Decimal) for _c, total in load.expected.values())
     assert sum(c for c, _ in load.expected.values()) == load.unique < load.sent
+
+
+FAILPOINTS = ("counter.before-commit", "counter.after-commit", "counter.restoring",
+              "mirror.after-write")
+
+
+@pytest.mark.parametrize("point", FAILPOINTS)
+@pytest.mark.parametrize("round_", [1, 2])
+def test_a_kill_at_each_named_step_counts_exactly(isolated: Settings, tmp_path: Path,
+                                                  point: str, round_: int) -> None:
+    """Each failpoint (processors/runtime/failpoints.py) SIGKILLs the worker at one step of
+    its protocol: between writing the transaction and committing it (counter step 3/4),
+    between the commit and the local store (4/5), in the middle of a restore (6), and
+    between the mirror's Cassandra write and its offset commit. The test shows the fault
+    landed there, mid-stream (the worker's own line, the load still flowing, the worker
+    restarted after), and that the totals are exact. The seed is printed for a replay."""
+    assert isolated.kafka_bootstrap
+    seed = random.randrange(1 << 30)
+    print(f"seed {seed} point {point}")
+    rng = random.Random(seed)
+    load = make_load(EVENTS, duplicate_share=0.10, seed=seed,
+                     tenant_prefix=f"t{secrets.token_hex(3)}-")
+    counter = WorkerProcess("counter", worker_env(isolated, tmp_path / "w", "1"),
+                            tmp_path / "counter.log")
+    mirror = WorkerProcess("mirror", worker_env(isolated, tmp_path / "m", "m"),
+                           tmp_path / "mirror.log")
+    victim = mirror if point.startswith("mirror") else counter
+    # The n-th arrival: some batches into the stream (a restore reaches its point once).
+    nth = 1 if point == "counter.restoring" else rng.randint(3, 12)
+    armed = {**victim.env, "METERLY_FAILPOINTS": f"{point}@{nth}"}
+    plain = dict(victim.env)
+    if point != "counter.restoring":
+        victim.env = armed
+    counter.start()
+    mirror.start()
+    producer = LoadProducer(isolated.kafka_bootstrap, USAGE.full_name(isolated.topic_prefix),
+                            load.records, PRODUCE_SECONDS)
+    try:
+        producer.start()
+        if point == "counter.restoring":
+            # A restore long enough to be cut: the worker comes back without its local
+            # store (a new machine) and replays its partitions' changelog from the start.
+            time.sleep(rng.uniform(6.0, 10.0))
+            counter.kill()
+            shutil.rmtree(tmp_path / "w" / "state", ignore_errors=True)
+            victim.env = armed
+            counter.start()
+        wait_for(lambda: f"failpoint {point} reached" in victim.log.read_text(), 90,
+                 f"the failpoint {point}")
+        flowing = producer.is_alive()
+        victim.env = plain  # the restart runs clean
+        wait_for(lambda: victim.restarts >= 1 and victim.alive(), 30, "the restart")
+        assert flowing, "the fault landed after the load had stopped"
+        producer.join(timeout=600)
+        assert producer.error is None, producer.error
+        group = f"{isolated.topic_prefix}{GROUP}"
+        wait_for(lambda: group_lag(isolated.kafka_bootstrap or "", group,
+                                   USAGE.full_name(isolated.topic_prefix)) == 0,
+                 240, "the counter to consume every record")
+        counted = changelog_totals(isolated.kafka_bootstrap,
+                                   COUNTER_CHANGELOG.full_name(isolated.topic_prefix))
+        assert counted == load.expected
+        wait_for(lambda: _mirror_totals(isolated, load.expected) == load.expected, 120,
+                 "the Cassandra mirror to equal the changelog")
+        assert victim.log.read_text().count(f"failpoint {point} reached") >= 1
+    finally:
+        counter.stop()
+        mirror.stop()

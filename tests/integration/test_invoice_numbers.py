@@ -32,9 +32,9 @@ from processors.billing.invoice_numbers import InvoiceNumbers
 from processors.billing.invoice_store import InvoiceStore
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_bounds, period_of
-from schemas import admin_v1, billing_commands_v1
+from schemas import billing_commands_v1
 from schemas.topics import ADMIN, BILLING_COMMANDS
-from tests.kafka_helpers import producer
+from tests.kafka_helpers import subscribe_on_admin_topic
 from tests.usage_load import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
@@ -128,20 +128,8 @@ def test_two_billing_workers_close_concurrently_with_a_kill(
     start, _end = period_bounds(period)
     tenants = [f"ten_{secrets.token_hex(6)}" for _ in range(600)]
 
-    admin_producer = producer(settings.kafka_bootstrap)
-    stamp = start.isoformat().replace("+00:00", "Z")
-    plan = admin_v1.PlanVersion("flat", 1, stamp, {
-        "name": "flat", "currency": "EUR", "flat_fee": "10", "prices": {}})
-    records: list[admin_v1.AdminEntity] = [plan]
-    for tenant in tenants:
-        records.append(admin_v1.Tenant(tenant, tenant, "b@example.com", "EUR", "active",
-                                       stamp, stamp, plan="flat"))
-        records.append(admin_v1.Subscription(
-            tenant, (admin_v1.Assignment("flat", 1, stamp),), stamp))
-    admin_topic = ADMIN.full_name(prefix_topics)
-    for record in records:
-        admin_producer.produce(admin_topic, admin_v1.encode(record), key=record.record_key)
-    assert admin_producer.flush(30) == 0
+    admin_producer = subscribe_on_admin_topic(settings.kafka_bootstrap,
+                                              ADMIN.full_name(prefix_topics), tenants, start)
 
     workers = []
     for i in (1, 2):

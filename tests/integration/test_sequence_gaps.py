@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 from standardwebhooks.webhooks import Webhook
 
 from processors.runtime.settings import Settings
+from processors.usage.core.periods import period_of
 from schemas.topics import INGEST
 from tests.stack import CORE_WORKERS, Stack, start_stack, wait_until
 from tests.usage_load import WorkerProcess
@@ -31,8 +32,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with start_stack(settings, tmp_path_factory.mktemp("gaps"), gateways=1,
-                     workers=(*CORE_WORKERS, "webhook-dispatcher"),
-                     extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}) as running:
+                     workers=(*CORE_WORKERS, "webhook-dispatcher", "billing"),
+                     extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+                                "METERLY_INVOICE_PREFIX": "GAP"}) as running:
+        with running.client() as admin:
+            made = admin.post("/v1/admin/plans", json={
+                "name": "gaps", "currency": "EUR",
+                "prices": {"calls": {"model": "per_unit", "unit_price": "0.01"}}})
+            assert made.status_code == 201, made.text
         yield running
 
 
@@ -78,7 +85,7 @@ def _post(stack: Stack, key: str, events: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize("round_", [1, 2])
 def test_gaps_are_reported_exactly_announced_and_closed_across_a_counter_kill(
         stack: Stack, receiver: Receiver, round_: int) -> None:
-    tenant, key = stack.new_tenant(f"Gaps {round_}")
+    tenant, key = stack.new_tenant(f"Gaps {round_}", plan="gaps")
     with stack.client() as admin:
         made = admin.post(f"/v1/admin/tenants/{tenant}/webhooks",
                           json={"url": receiver.url, "event_types": ["usage.gap_detected"]})
@@ -109,6 +116,23 @@ def test_gaps_are_reported_exactly_announced_and_closed_across_a_counter_kill(
         return found if wanted <= found else None
     assert wait_until("usage.gap_detected", announced, timeout=60) == {
         ("billing-exporter", 10, 14), ("billing-exporter", 50, 50), ("other-exporter", 3, 3)}
+
+    # A close while the gaps are open lists them on the invoice (METERLY_CLOSE_WITH_GAPS
+    # defaults to list): the usage may be short by the missing events.
+    period = period_of(datetime.now(UTC))
+    with stack.client() as admin:
+        closed = admin.post("/v1/admin/billing/close", json={"period": period,
+                                                           "tenant_ids": [tenant]})
+        assert closed.status_code == 202, closed.text
+        invoice_id = closed.json()["invoices"][tenant]
+
+        def finalized() -> dict[str, Any] | None:
+            doc = admin.get(f"/v1/admin/tenants/{tenant}/invoices/{invoice_id}").json()
+            return doc if doc["status"] == "finalized" else None
+        invoice = wait_until("the invoice", finalized, timeout=90)
+    assert {(g["source"], g["missing"], tuple(map(tuple, g["ranges"])))
+            for g in invoice["open_gaps"]} == {
+        ("billing-exporter", 6, ((10, 14), (50, 50))), ("other-exporter", 1, ((3, 3),))}
 
     counter = _counter(stack)
     counter.kill()
