@@ -68,6 +68,13 @@ class LocalInfra:
     def restart(self, component: Component) -> None:
         self.stack.restart(component)
 
+    def signal(self, name: str, signum: int) -> None:
+        """Send ``signum`` to one service (``kafka-1``): SIGSTOP makes a broker unavailable
+        with its sockets open, as a frozen machine would; SIGCONT brings it back."""
+        pid = next((s.pid for s in self.stack.status() if s.name == name), None)
+        assert pid is not None, f"{name} is not running"
+        os.kill(pid, signum)
+
     def close(self) -> None:
         # Leave running what the developer had already started (`meterly infra up`).
         if self.started:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +46,21 @@ class Stack:
     workers: list[WorkerProcess] = field(default_factory=list)
     #: Worker name -> its Prometheus port (with ``start_stack(metrics=True)``).
     metrics: dict[str, int] = field(default_factory=dict)
+    #: The environment every process of the stack was started with.
+    env: dict[str, str] = field(default_factory=dict)
+
+    def kill_gateway(self, index: int) -> None:
+        """SIGKILL one gateway process; assert it died of it (it was alive)."""
+        gw = self.gateways[index]
+        assert gw.proc.poll() is None, "the gateway was not running"
+        gw.proc.send_signal(signal.SIGKILL)
+        assert gw.proc.wait(10) == -signal.SIGKILL
+
+    def start_gateway(self, index: int) -> None:
+        """Start gateway ``index`` again on its port; return once it answers."""
+        gw = self.gateways[index]
+        gw.proc = _launch_gateway(self.env, gw.port, gw.log)
+        _wait_healthy(self, gw)
 
     def client(self, index: int = 0, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
@@ -95,7 +111,7 @@ def start_stack(settings: Settings, tmp: Path, gateways: int = 2,
     token = "mop_test_" + secrets.token_hex(16)
     env = {**worker_env(scoped, tmp / "home", "1"), "METERLY_ADMIN_TOKEN": token,
            **(extra_env or {})}
-    stack = Stack(scoped, token, [])
+    stack = Stack(scoped, token, [], env=env)
     for name in workers:
         own_env = env
         if metrics:
@@ -107,23 +123,30 @@ def start_stack(settings: Settings, tmp: Path, gateways: int = 2,
     for i in range(gateways):
         port = free_port()
         log = tmp / f"gateway-{i}.log"
-        proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "gateway"],
-                                env={**env, "METERLY_PORT": str(port)},
-                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        stack.gateways.append(Gateway(port, proc, log))
-    deadline = time.monotonic() + 60
+        stack.gateways.append(Gateway(port, _launch_gateway(env, port, log), log))
     for gw in stack.gateways:
-        while True:
-            try:
-                if httpx.get(f"{gw.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if gw.proc.poll() is not None or time.monotonic() > deadline:
-                stack.stop()
-                raise RuntimeError(f"gateway did not start:\n{gw.log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        _wait_healthy(stack, gw)
     return stack
+
+
+def _launch_gateway(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "ops.cli", "gateway"],
+                            env={**env, "METERLY_PORT": str(port)},
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def _wait_healthy(stack: Stack, gw: Gateway, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{gw.url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if gw.proc.poll() is not None or time.monotonic() > deadline:
+            stack.stop()
+            raise RuntimeError(f"gateway did not start:\n{gw.log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 def wait_for_usage(stack: Stack, key: str, expected: dict[str, tuple[int, str]],
