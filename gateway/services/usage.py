@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 
 from gateway.problems import ProblemError
@@ -44,18 +43,6 @@ async def read_usage(runtime: Runtime, tenant_id: str, period: str | None) -> Us
     )
 
 
-def _event_id(letter: IngestDeadLetter) -> str | None:
-    for name, value in letter.headers:
-        if name == "ce_id" and value:
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    try:
-        doc = orjson.loads(letter.value or b"")
-    except orjson.JSONDecodeError:
-        return None
-    event_id = doc.get("id") if isinstance(doc, dict) else None
-    return event_id if isinstance(event_id, str) else None
-
-
 def _ingest_dead_letters(runtime: Runtime) -> list[IngestDeadLetter]:
     assert runtime.settings.kafka_bootstrap
     return read_ingest_dead_letters(
@@ -75,9 +62,7 @@ async def list_ingest_dead_letters(runtime: Runtime, limit: int,
     chosen = [d for d in found if tenant_id is None or d.tenant_id == tenant_id][-limit:]
     return [IngestDeadLetterPublic(
         place=d.place, source=d.source, tenant_id=d.tenant_id, reason=d.reason,
-        event_id=_event_id(d),
-        replayed_from=next((v.decode() if isinstance(v, bytes) else v for k, v in d.headers
-                            if k == "meterly-replayed-from" and v), None))
+        event_id=d.event_id, replayed_from=d.header("meterly-replayed-from"))
         for d in reversed(chosen)]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
 from confluent_kafka import Producer
 
 from processors.kafka.compacted_topic import read_to_end, reader
@@ -38,9 +39,29 @@ class IngestDeadLetter:
     value: bytes | None
     headers: Headers
 
+    def header(self, name: str) -> str | None:
+        return _header(self.headers, name)
+
+    @property
+    def event_id(self) -> str | None:
+        """The CloudEvent's id: its ``ce_id`` header (binary mode) or its ``id`` (structured
+        mode), when the record is readable that far."""
+        if (found := self.header("ce_id")) is not None:
+            return found
+        try:
+            doc = orjson.loads(self.value or b"")
+        except orjson.JSONDecodeError:
+            return None
+        event_id = doc.get("id") if isinstance(doc, dict) else None
+        return event_id if isinstance(event_id, str) else None
+
     def replayable_headers(self) -> Headers:
         return [*((k, v) for k, v in self.headers if k not in OWN_HEADERS),
                 ("meterly-replayed-from", self.place.encode())]
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    return next((_text(v) for k, v in headers if k == name and v), None)
 
 
 def _text(value: str | bytes | None) -> str:
@@ -58,12 +79,11 @@ def read_ingest_dead_letters(bootstrap: str, topic: str) -> list[IngestDeadLette
             for msg in batch:
                 raw = msg.headers() or []
                 headers: Headers = list(raw.items()) if isinstance(raw, dict) else list(raw)
-                named = {k: _text(v) for k, v in headers}
                 key = msg.key()
                 found.append(IngestDeadLetter(
-                    where(msg), named.get("meterly-source", ""),
+                    where(msg), _header(headers, "meterly-source") or "",
                     key.decode("utf-8", "replace") if key else "",
-                    named.get("meterly-error", ""), key, msg.value(), headers))
+                    _header(headers, "meterly-error") or "", key, msg.value(), headers))
     finally:
         consumer.close()
     return found
