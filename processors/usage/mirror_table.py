@@ -18,7 +18,9 @@ import orjson
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.query import PreparedStatement
 
+from processors.usage.core.sequences import missing_in
 from schemas.counter_changelog_v1 import CounterKey, SequenceKey, SequenceState
 from storage.cassandra import prepare
 
@@ -40,7 +42,7 @@ class SourceGaps:
 
     @property
     def missing(self) -> int:
-        return sum(b - a + 1 for a, b in self.gaps)
+        return missing_in(self.gaps)
 
 
 def _gaps_of(rows: Any) -> list[SourceGaps]:
@@ -89,17 +91,24 @@ class UsageTable:
             session, f"SELECT tenant_id, source, low, high, gaps, overflow, updated_at, "
             f"missing FROM {keyspace}.usage_sequences WHERE tenant_id IN ?", QUORUM)
 
+    def _run_all(self, statement: PreparedStatement, args: list[Any], what: str) -> list[Any]:
+        """``statement`` once per argument tuple, 64 at a time; each result's rows, in
+        order; raise if any failed."""
+        rows = []
+        for ok, outcome in execute_concurrent_with_args(
+                self._session, statement, args, concurrency=64, raise_on_first_error=True):
+            if not ok:
+                raise RuntimeError(f"{what} failed: {outcome}")
+            rows.append(outcome)
+        return rows
+
     def write_sequences(self, values: dict[SequenceKey, tuple[SequenceState, int]]) -> None:
         """``{(tenant, source): (state, changelog offset)}``, versioned by the offset."""
         now = datetime.now(UTC)
         args = [(tenant, source, low, high, orjson.dumps([list(g) for g in gaps]).decode(),
-                 sum(b - a + 1 for a, b in gaps), overflow, now, offset)
+                 missing_in(gaps), overflow, now, offset)
                 for (tenant, source), ((low, high, gaps, overflow), offset) in values.items()]
-        for ok, outcome in execute_concurrent_with_args(
-                self._session, self._write_sequence, args, concurrency=64,
-                raise_on_first_error=True):
-            if not ok:
-                raise RuntimeError(f"sequence mirror write failed: {outcome}")
+        self._run_all(self._write_sequence, args, "sequence mirror write")
 
     def read_gaps(self, tenant: str) -> list[SourceGaps]:
         """Every source of ``tenant`` that sent sequence numbers, by source."""
@@ -107,14 +116,10 @@ class UsageTable:
 
     def open_gaps_many(self, tenants: list[str]) -> dict[str, list[SourceGaps]]:
         """The sources with missing numbers, for each of ``tenants`` that has any (one
-        request per 50 tenants, reading only rows with something missing)."""
+        request per 50 tenants; sources with nothing missing are left out)."""
         args = [(tenants[i:i + 50],) for i in range(0, len(tenants), 50)]
         found: dict[str, list[SourceGaps]] = {}
-        for ok, rows in execute_concurrent_with_args(
-                self._session, self._read_open_in, args, concurrency=64,
-                raise_on_first_error=True):
-            if not ok:
-                raise RuntimeError(f"sequence read failed: {rows}")
+        for rows in self._run_all(self._read_open_in, args, "sequence read"):
             for r in rows:
                 if r.missing:
                     found.setdefault(r.tenant_id, []).extend(_gaps_of([r]))
@@ -127,23 +132,14 @@ class UsageTable:
             (tenant, period, meter, count, total, now, version)
             for (tenant, period, meter), (count, total, version) in values.items()
         ]
-        results = execute_concurrent_with_args(
-            self._session, self._write, args, concurrency=64, raise_on_first_error=True
-        )
-        for ok, outcome in results:
-            if not ok:
-                raise RuntimeError(f"mirror write failed: {outcome}")
+        self._run_all(self._write, args, "mirror write")
 
     def write_daily(self, values: dict[tuple[str, str, str, date], tuple[int, Decimal, int]]
                     ) -> None:
         """``{(tenant, period, meter, day): (count, sum, version)}``: end-of-day values."""
         args = [(tenant, period, meter, day, count, total, version)
                 for (tenant, period, meter, day), (count, total, version) in values.items()]
-        for ok, outcome in execute_concurrent_with_args(
-                self._session, self._write_daily, args, concurrency=64,
-                raise_on_first_error=True):
-            if not ok:
-                raise RuntimeError(f"daily mirror write failed: {outcome}")
+        self._run_all(self._write_daily, args, "daily mirror write")
 
     def read_daily(self, tenant: str, period: str) -> dict[str, list[tuple[date, int, Decimal]]]:
         """Per meter, the day-by-day usage (not the running total), oldest day first."""
@@ -174,10 +170,9 @@ class UsageTable:
             by_period.setdefault(period, []).append(tenant)
         args = [(tenants[i:i + 50], period) for period, tenants in by_period.items()
                 for i in range(0, len(tenants), 50)]
-        results = execute_concurrent_with_args(self._session, self._read_in, args,
-                                               concurrency=64, raise_on_first_error=True)
+        results = self._run_all(self._read_in, args, "usage read")
         found: dict[tuple[str, str], dict[str, Decimal]] = {}
-        for (_tenants, period), (_ok, rows) in zip(args, results, strict=True):
+        for (_tenants, period), rows in zip(args, results, strict=True):
             for r in rows:
                 found.setdefault((r.tenant_id, period), {})[r.meter] = (
                     r.quantity_sum or Decimal(0))

@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 MAX_GAPS = 10_000
 
 
+def missing_in(gaps: tuple[tuple[int, int], ...]) -> int:
+    """How many numbers the inclusive ranges ``gaps`` hold."""
+    return sum(b - a + 1 for a, b in gaps)
+
+
 @dataclass(frozen=True)
 class SourceSequence:
     low: int
@@ -30,7 +35,7 @@ class SourceSequence:
 
     @property
     def missing(self) -> int:
-        return sum(b - a + 1 for a, b in self.gaps)
+        return missing_in(self.gaps)
 
     def as_tuple(self) -> tuple[int, int, tuple[tuple[int, int], ...], bool]:
         return self.low, self.high, self.gaps, self.overflow
