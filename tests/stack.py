@@ -56,10 +56,11 @@ class Stack:
         gw.proc.send_signal(signal.SIGKILL)
         assert gw.proc.wait(10) == -signal.SIGKILL
 
-    def start_gateway(self, index: int) -> None:
-        """Start gateway ``index`` again on its port; return once it answers."""
+    def start_gateway(self, index: int, extra_env: dict[str, str] | None = None) -> None:
+        """Start gateway ``index`` again on its port (``extra_env`` for this launch, e.g.
+        ``METERLY_FAILPOINTS``); return once it answers."""
         gw = self.gateways[index]
-        gw.proc = _launch_gateway(self.env, gw.port, gw.log)
+        gw.proc = _launch_gateway({**self.env, **(extra_env or {})}, gw.port, gw.log)
         _wait_healthy(self, gw)
 
     def client(self, index: int = 0, token: str | None = None) -> httpx.Client:

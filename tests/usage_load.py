@@ -117,6 +117,8 @@ class WorkerProcess:
     _stopped: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _watchdog: threading.Thread | None = None
+    #: Extra environment for the next launch only (``arm``).
+    _armed: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         with self._lock:
@@ -126,11 +128,18 @@ class WorkerProcess:
             self._watchdog = threading.Thread(target=self._watch, daemon=True)
             self._watchdog.start()
 
+    def arm(self, failpoints: str) -> None:
+        """Set ``METERLY_FAILPOINTS`` for the next launch only: the restart after the
+        failpoint fired runs clean, with no race against the watchdog."""
+        with self._lock:
+            self._armed = {"METERLY_FAILPOINTS": failpoints}
+
     def _launch(self) -> None:
         out = self.log.open("ab")
         self._logs.append(out)
+        env, self._armed = {**self.env, **self._armed}, {}
         self.proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", self.name],
-                                     env=self.env, stdout=out, stderr=subprocess.STDOUT)
+                                     env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def _watch(self) -> None:
         while True:
@@ -143,13 +152,22 @@ class WorkerProcess:
                     time.sleep(1.0)  # the supervisor's first back-off
                     self._launch()
 
-    def kill(self) -> None:
+    def kill(self) -> float:
+        """SIGKILL the running process and return the monotonic time it landed.
+
+        Asserts the fault landed on a live process (it was running, not exited or restarting)
+        and that it died of the signal, so ``kills`` counts kills that happened, not calls."""
         with self._lock:
-            assert self.proc is not None
+            assert self.proc is not None, f"{self.name} was never started"
+            assert self.proc.poll() is None, (
+                f"{self.name} was not running when the kill came (exit {self.proc.returncode})")
             self._down = True
             self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+            landed = time.monotonic()
+            code = self.proc.wait(30)
+            assert code == -signal.SIGKILL, f"{self.name} exited {code}, not of SIGKILL"
             self.kills += 1
+            return landed
 
     def pause(self) -> None:
         """SIGSTOP: the process keeps its sockets and state but does nothing (a GC pause, a

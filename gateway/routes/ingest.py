@@ -30,6 +30,7 @@ from gateway.runtime import (
     correlation_id,
 )
 from processors.kafka.async_producer import DeliveryFailed
+from processors.runtime.failpoints import failpoint
 from processors.usage.core.counting import identity_hash
 from processors.usage.core.periods import AcceptanceWindow
 from schemas.api_v1 import IngestResult, ResourceResponse
@@ -213,6 +214,7 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
         if exceeded := await runtime.quotas.check(tenant_id, {e.meter for e, _ in accepted}):
             raise quota_problem(exceeded, datetime.now(UTC))
         await _accept(runtime, tenant_id, [e for e, _ in accepted], cid)
+        failpoint("gateway.after-ack")  # Kafka acknowledged; the client has no answer yet
         for _, identity in accepted:
             runtime.recent_ids.put(identity, True)
     counts = {s: sum(r["status"] == s for r in receipts) for s in ("accepted", "duplicate",

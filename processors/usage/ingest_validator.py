@@ -38,6 +38,7 @@ from processors.kafka.transactions import (
     exit_for_restart,
     transactional_producer,
 )
+from processors.runtime.failpoints import failpoint
 from processors.runtime.settings import Settings
 from processors.tenants.follower import follow_admin
 from processors.usage.core.periods import AcceptanceWindow
@@ -179,6 +180,7 @@ class IngestValidator:
                 record = UsageRecord(tenant_id, tuple(events[i:i + MAX_EVENTS_PER_RECORD]))
                 self.producer.produce(self.usage, usage_v1.encode(record),
                                       key=tenant_id.encode())
+        failpoint("ingest-validator.before-commit")  # steps 3 and 4 written, 5 not reached
         if not commit_or_rewind(self.producer, self.consumer):
             return
         if refused:
