@@ -74,16 +74,25 @@ def cassandra_session(settings: Settings) -> Iterator[Session]:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # An expected failure (xfail) is reported as skipped; it is not a missing dependency.
-    if report.skipped and not hasattr(report, "wasxfail"):
-        _skipped.append(report.nodeid)
+    # An expected failure (xfail, reported as skipped) hides a failure just as a skip hides a
+    # missing dependency, and an unexpected pass (xpass, reported as passed) means a mark is
+    # out of date: both carry ``wasxfail`` and fail the run like a skip.
+    if report.skipped or hasattr(report, "wasxfail"):
+        if not hasattr(report, "wasxfail"):
+            kind = "skipped"
+        else:
+            kind = "xfail" if report.skipped else "xpass"
+        entry = f"{report.nodeid} ({kind})"
+        if entry not in _skipped:
+            _skipped.append(entry)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # A skipped integration test hides a missing broker or node; CI must see it as a failure.
+    # A skipped integration test hides a missing broker or node, an xfail hides a failure
+    # and an xpass a stale mark; CI must see each of them as a failure.
     if _skipped and not os.environ.get("METERLY_ALLOW_SKIPS"):
-        print(f"\nmeterly: {len(_skipped)} test(s) skipped; skips fail this run "
-              "(set METERLY_ALLOW_SKIPS=1 to allow):")
-        for nodeid in _skipped:
-            print(f"  {nodeid}")
+        print(f"\nmeterly: {len(_skipped)} test(s) skipped, xfailed or xpassed; these fail "
+              "this run (set METERLY_ALLOW_SKIPS=1 to allow):")
+        for entry in _skipped:
+            print(f"  {entry}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

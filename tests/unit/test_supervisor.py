@@ -60,17 +60,37 @@ def test_a_dead_worker_is_restarted_and_logged(caplog: pytest.LogCaptureFixture)
     assert not _alive(steady_pid)
 
 
-def test_stop_kills_a_child_that_ignores_sigterm() -> None:
+def test_stop_kills_a_child_that_ignores_sigterm(caplog: pytest.LogCaptureFixture,
+                                                 capfd: pytest.CaptureFixture[str]) -> None:
+    caplog.set_level(logging.WARNING, logger="ops.supervisor")
+    grace = 1.0
     stubborn = ProcessSpec("stubborn", [sys.executable, "-c",
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         "print('ready', flush=True); time.sleep(120)"])
-    sup = Supervisor([stubborn], grace=1)
+    sup = Supervisor([stubborn], grace=grace)
     thread = threading.Thread(target=sup.run, kwargs={"install_signal_handlers": False})
     thread.start()
-    time.sleep(1.0)
-    pid = sup.pids()["stubborn"]
-    sup.stop()
-    thread.join(timeout=15)
-    assert pid is not None
+    try:
+        # The child inherits this process's stdout: its "ready" line says SIGTERM is ignored
+        # from now on, so the stop below must escalate (a SIGTERM sent earlier would just
+        # kill it and prove nothing).
+        printed = ""
+        deadline = time.monotonic() + 30
+        while "ready" not in printed:
+            assert time.monotonic() < deadline, "the child never printed its ready line"
+            time.sleep(0.05)
+            printed += capfd.readouterr().out
+        pid = sup.pids()["stubborn"]
+        assert pid is not None
+        assert _alive(pid)
+    finally:
+        asked = time.monotonic()
+        sup.stop()
+        thread.join(timeout=15)
+    took = time.monotonic() - asked
+    assert not thread.is_alive()
     assert not _alive(pid)
     assert os.getpid() != pid
+    # SIGTERM was ignored for the whole grace period, then SIGKILL ended it.
+    assert took >= grace, f"stopped after {took:.2f} s, before the {grace} s grace ended"
+    assert any("ignored SIGTERM; killing it" in r.getMessage() for r in caplog.records)
