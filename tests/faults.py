@@ -27,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from ops.topics import ensure_topics
 from processors.kafka.retry import with_retries
 from processors.runtime.settings import Settings
 from processors.usage.counter import GROUP
@@ -165,7 +166,7 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
-def _log_has(worker: WorkerProcess, text: str, since: int = 0) -> bool:
+def log_has(worker: WorkerProcess, text: str, since: int = 0) -> bool:
     return text in worker.log.read_bytes()[since:].decode(errors="replace")
 
 
@@ -184,7 +185,7 @@ def _recovered(worker: WorkerProcess, since: int, timeout: float = 60) -> bool:
         return wait_until_or_false(lambda: worker.alive() and committed_offsets(
             bootstrap, group, topic) > before, timeout, every=1.0)
     return wait_until_or_false(
-        lambda: worker.alive() and _log_has(worker, "assigned partitions", since), timeout)
+        lambda: worker.alive() and log_has(worker, "assigned partitions", since), timeout)
 
 
 def run_counting(settings: Settings, tmp: Path, scenario: str, seed: int,
@@ -194,8 +195,6 @@ def run_counting(settings: Settings, tmp: Path, scenario: str, seed: int,
     changelog and the Cassandra mirror with the load's own totals."""
     assert settings.kafka_bootstrap
     bootstrap = settings.kafka_bootstrap
-    from ops.topics import ensure_topics
-
     prefix = f"{settings.topic_prefix}f{secrets.token_hex(3)}."
     settings = settings.model_copy(update={"topic_prefix": prefix})
     ensure_topics(bootstrap, prefix, 1)
@@ -222,7 +221,7 @@ def run_counting(settings: Settings, tmp: Path, scenario: str, seed: int,
     producer = LoadProducer(bootstrap, USAGE.full_name(prefix), load.records, seconds)
     usage_group = f"{prefix}{GROUP}"
     try:
-        wait_for(lambda: all(_log_has(w, "assigned partitions") for w in counters), 60,
+        wait_for(lambda: all(log_has(w, "assigned partitions") for w in counters), 60,
                  "the counters to join")
         producer.start()
         if failpoint:
@@ -283,7 +282,7 @@ def _failpoint(point: str, victim: WorkerProcess, producer: LoadProducer, rng: r
         shutil.rmtree(Path(victim.env["METERLY_HOME"]) / "state", ignore_errors=True)
         victim.arm(plan)
         victim.start()
-    wait_for(lambda: _log_has(victim, f"failpoint {point} reached"), 90, f"the failpoint {point}")
+    wait_for(lambda: log_has(victim, f"failpoint {point} reached"), 90, f"the failpoint {point}")
     fault.at = time.monotonic()
     fault.alive_before = True  # the worker wrote the line itself, at that step, then died
     fault.flowing = producer.is_alive()
@@ -304,7 +303,7 @@ def _kill_and_restart(victim: WorkerProcess, producer: LoadProducer, downtime: f
     other_since = _log_size(other)
     fault.at = victim.kill()  # asserts it was running and died of SIGKILL
     if downtime > 10:
-        moved = wait_until_or_false(lambda: _log_has(other, "assigned partitions", other_since),
+        moved = wait_until_or_false(lambda: log_has(other, "assigned partitions", other_since),
                                     downtime + 10)
         fault.step += "" if moved else " (they did not move)"
     time.sleep(max(0.0, fault.at + downtime - time.monotonic()))
@@ -326,16 +325,16 @@ def _zombie(victim: WorkerProcess, other: WorkerProcess, producer: LoadProducer,
     victim.pause()
     fault.at = time.monotonic()
     fault.flowing = producer.is_alive()
-    took = wait_until_or_false(lambda: _log_has(other, "assigned partitions", other_since), 40)
+    took = wait_until_or_false(lambda: log_has(other, "assigned partitions", other_since), 40)
     time.sleep(max(0.0, fault.at + 14 - time.monotonic()))
     victim.resume()
     evicted = wait_until_or_false(lambda: victim.restarts >= 1 or any(
-        _log_has(victim, sign, since) for sign in ("transaction aborted", "revoked", "lost",
+        log_has(victim, sign, since) for sign in ("transaction aborted", "revoked", "lost",
                                                    "fenced", "FENCED")), 60)
     fault.step = ("paused with a batch in hand; the other worker took its partitions"
                   if took else "paused, but its partitions never moved")
     fault.recovered = took and evicted and wait_until_or_false(
-        lambda: victim.alive() and _log_has(victim, "assigned partitions", since), 60)
+        lambda: victim.alive() and log_has(victim, "assigned partitions", since), 60)
     return fault
 
 

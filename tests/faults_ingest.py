@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 
 from processors.usage.core.periods import period_of
 from schemas.topics import INGEST, INGEST_VALIDATOR_GROUP
-from tests.faults import Fault, Outcome, committed_offsets, wait_until_or_false
+from tests.faults import Fault, Outcome, committed_offsets, log_has, wait_until_or_false
 from tests.stack import Stack, wait_until
 from tests.usage_load import WorkerProcess, wait_for
 
@@ -211,7 +211,7 @@ def run_ingest(stack: Stack, scenario: str, seed: int,
             outcome.faults.append(fault)
         elif scenario == "ingest-validator.before-commit":
             fault = Fault("failpoint", "ingest-validator", step=scenario)
-            wait_for(lambda: _log_has(validator, f"failpoint {scenario} reached"), 90,
+            wait_for(lambda: log_has(validator, f"failpoint {scenario} reached"), 90,
                      "the validator's failpoint")
             fault.at = time.monotonic()
             fault.alive_before, fault.flowing = True, flowing()
@@ -360,7 +360,3 @@ def _invoiced(stack: Stack, tenant: str, key: str, period: str, total: int) -> i
     assert counted == quantity, f"usage shows {counted}, the invoice bills {quantity}"
     assert quantity == int(quantity)
     return int(quantity)
-
-
-def _log_has(worker: WorkerProcess, text: str, since: int = 0) -> bool:
-    return text in worker.log.read_bytes()[since:].decode(errors="replace")
