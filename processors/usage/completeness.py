@@ -54,6 +54,8 @@ BEHIND = Gauge("meterly_usage_barrier_records_behind",
                ["stage"])
 #: A stage further behind than this is behind; closer than this, the offsets are probed.
 PROBE_LIMIT = 1000
+#: Failed checks in a row (half a second apart) after which the consumers are made anew.
+RECONNECT_AFTER = 10
 
 
 class Completeness:
@@ -62,19 +64,8 @@ class Completeness:
                  interval: float = 0.5) -> None:
         self._topics = {"ingest": INGEST.full_name(prefix), "usage": USAGE.full_name(prefix),
                         "changelog": COUNTER_CHANGELOG.full_name(prefix)}
-        groups = {"ingest-validator": INGEST_VALIDATOR_GROUP, "counter": COUNTER_GROUP,
-                  "mirror": MIRROR_GROUP}
-        # One consumer per group, never subscribed: it only asks for the group's committed
-        # offsets (which waits for any open transaction carrying offsets, KIP-447).
-        self._groups = {stage: Consumer({"bootstrap.servers": bootstrap,
-                                         "group.id": f"{prefix}{group}",
-                                         "enable.auto.commit": False})
-                        for stage, group in groups.items()}
-        self._reader = Consumer({"bootstrap.servers": bootstrap,
-                                 "group.id": f"{prefix}completeness-unused",
-                                 "isolation.level": "read_committed",
-                                 "enable.partition.eof": True, "enable.auto.commit": False,
-                                 "auto.offset.reset": "earliest"})
+        self._bootstrap, self._prefix = bootstrap, prefix
+        self._groups, self._reader = self._connect()
         self._partitions: dict[str, list[int]] = {}
         self._publish = publish
         self._interval = interval
@@ -84,6 +75,31 @@ class Completeness:
         self._behind = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="completeness", daemon=True)
+
+    def _connect(self) -> tuple[dict[str, Consumer], Consumer]:
+        groups = {"ingest-validator": INGEST_VALIDATOR_GROUP, "counter": COUNTER_GROUP,
+                  "mirror": MIRROR_GROUP}
+        # One consumer per group, never subscribed: it only asks for the group's committed
+        # offsets (which waits for any open transaction carrying offsets, KIP-447).
+        consumers = {stage: Consumer({"bootstrap.servers": self._bootstrap,
+                                      "group.id": f"{self._prefix}{group}",
+                                      "enable.auto.commit": False})
+                     for stage, group in groups.items()}
+        reader = Consumer({"bootstrap.servers": self._bootstrap,
+                           "group.id": f"{self._prefix}completeness-unused",
+                           "isolation.level": "read_committed",
+                           "enable.partition.eof": True, "enable.auto.commit": False,
+                           "auto.offset.reset": "earliest"})
+        return consumers, reader
+
+    def _reconnect(self) -> None:
+        """New consumers: a broker that was fenced and came back (a frozen single-node
+        KRaft broker does) can leave a client's metadata saying "unknown partition" for
+        good, since these consumers subscribe to nothing and so never refresh it."""
+        for consumer in (*self._groups.values(), self._reader):
+            consumer.close()
+        self._groups, self._reader = self._connect()
+        self._partitions.clear()
 
     # -- what closes ask -------------------------------------------------------------------
 
@@ -110,11 +126,18 @@ class Completeness:
             consumer.close()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.advance()
+                failures = 0
             except KafkaException as exc:
+                failures += 1
                 log.warning("usage completeness not checked: %s", exc)
+                if failures % RECONNECT_AFTER == 0:
+                    log.warning("usage completeness: %d checks failed in a row; "
+                                "reconnecting to Kafka", failures)
+                    self._reconnect()
             self._stop.wait(self._interval)
 
     def advance(self) -> None:
