@@ -1,9 +1,8 @@
-"""The HTTP and Kafka-ingest fault scenarios, through to the invoice (the next step of issue
-17's item 2): gateways SIGKILLed or killed by the ``gateway.after-ack`` failpoint, Kafka
-frozen under HTTP ingest, the ingest validator killed (SIGKILL, the
-``ingest-validator.before-commit`` failpoint) and paused. Written, not yet run by the suite:
-``tests/integration/test_http_faults.py`` covers the gateway kills and the frozen broker
-today; this module is to replace it and feed ``ops/bench/faults.py``.
+"""The HTTP and Kafka-ingest fault scenarios, through to the invoice: gateways SIGKILLed or
+killed by the ``gateway.after-ack`` failpoint, Kafka frozen under HTTP ingest, the ingest
+validator killed (SIGKILL, the ``ingest-validator.before-commit`` failpoint) and paused.
+``tests/integration/test_http_faults.py`` runs each twice; ``ops/bench/faults.py`` repeats
+them for the fault report.
 """
 
 from __future__ import annotations
@@ -32,6 +31,10 @@ from tests.usage_load import WorkerProcess, wait_for
 
 # --- The HTTP and Kafka ingest paths, through to the invoice -------------------------------
 
+#: The scenarios, in the order the suite runs them; ``kafka-frozen`` needs provisioned brokers.
+INGEST_SCENARIOS = ("gateway-sigkill", "gateway.after-ack", "kafka-frozen",
+                    "validator-sigkill", "validator-paused", "ingest-validator.before-commit")
+
 PLAN = {"name": "faults", "currency": "EUR",
         "prices": {"calls": {"model": "per_unit", "unit_price": "0.01"}}}
 CLIENTS = 6
@@ -42,8 +45,9 @@ BATCHES = 25
 
 @dataclass(eq=False)  # a thread is hashed by identity
 class Client(threading.Thread):
-    """Sends batches (ids fixed per batch) to one gateway; on a transport error or a 5xx it
-    sends the same batch again, to the other gateway, as the API tells clients to."""
+    """Sends batches (ids fixed per batch) to the gateways in turn; on a transport error it
+    sends the same batch again to the other gateway, on a 503 after Retry-After, as the API
+    tells clients to. Every gateway gets traffic, a restarted one too."""
 
     stack: Stack
     key: str
@@ -69,8 +73,8 @@ class Client(threading.Thread):
 
     def run(self) -> None:
         try:
-            gateway = self.index % len(self.stack.gateways)
-            for batch in self.batches():
+            for b, batch in enumerate(self.batches()):
+                gateway = (self.index + b) % len(self.stack.gateways)
                 deadline = time.monotonic() + 120
                 while True:
                     assert time.monotonic() < deadline, "a batch was never answered"
@@ -295,13 +299,16 @@ def _gateway_failpoint(stack: Stack, index: int, clients: list[Client],
     # Restart it armed: the n-th acknowledged batch kills it.
     fault.alive_before = gw.proc.poll() is None
     stack.kill_gateway(index)
-    stack.start_gateway(index, {"METERLY_FAILPOINTS": f"gateway.after-ack@{rng.randint(2, 6)}"})
+    stack.start_gateway(index, {"METERLY_FAILPOINTS": f"gateway.after-ack@{rng.randint(2, 6)}"},
+                        wait=False)
     reached = wait_until_or_false(lambda: "failpoint gateway.after-ack reached" in
                                   gw.log.read_bytes()[since:].decode(errors="replace"), 60)
     fault.at = time.monotonic()
     fault.flowing = flowing()
     if reached:
         assert gw.proc.wait(10) == -signal.SIGKILL
+    elif gw.proc.poll() is None:
+        stack.kill_gateway(index)  # never reached: free its port for the clean launch
     stack.start_gateway(index)
     fault.recovered = reached and gw.proc.poll() is None
     return fault

@@ -117,8 +117,8 @@ class WorkerProcess:
     _stopped: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _watchdog: threading.Thread | None = None
-    #: Extra environment for the next launch only (``arm``).
-    _armed: dict[str, str] = field(default_factory=dict)
+    #: Extra environment for the next launches, one entry each (``arm``).
+    _armed: list[dict[str, str]] = field(default_factory=list)
 
     def start(self) -> None:
         with self._lock:
@@ -128,16 +128,17 @@ class WorkerProcess:
             self._watchdog = threading.Thread(target=self._watch, daemon=True)
             self._watchdog.start()
 
-    def arm(self, failpoints: str) -> None:
-        """Set ``METERLY_FAILPOINTS`` for the next launch only: the restart after the
-        failpoint fired runs clean, with no race against the watchdog."""
+    def arm(self, *failpoints: str) -> None:
+        """Set ``METERLY_FAILPOINTS`` for the next launch only, or for as many next launches
+        as plans are given, one each, in order: the restart after the last failpoint fired
+        runs clean, with no race against the watchdog."""
         with self._lock:
-            self._armed = {"METERLY_FAILPOINTS": failpoints}
+            self._armed = [{"METERLY_FAILPOINTS": plan} for plan in failpoints]
 
     def _launch(self) -> None:
         out = self.log.open("ab")
         self._logs.append(out)
-        env, self._armed = {**self.env, **self._armed}, {}
+        env = {**self.env, **(self._armed.pop(0) if self._armed else {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", self.name],
                                      env=env, stdout=out, stderr=subprocess.STDOUT)
 

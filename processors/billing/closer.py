@@ -1,10 +1,14 @@
 """Closing periods: counters and plans in, finalized invoices and invoice events out.
 
-``PeriodCloser.close`` is what the billing agent runs for each batch of close commands;
-tests call it directly with an injected ``now``. It is idempotent: the invoice id is derived
-from tenant and period, a stored draft is refreshed until it has a number, a numbered
-invoice is never changed, and ``invoice.finalized`` is sent again for any invoice whose PDF
-is not stored yet (the renderer is idempotent too).
+``PeriodCloser.close`` is what the billing agent runs for each batch of close commands, with
+``now`` from the worker's clock (``METERLY_CLOCK_FILE`` moves it in tests). No test calls it
+directly: it runs inside real billing worker processes in the integration tests
+(test_billing_e2e, test_invoice_numbers, test_billing_kills, test_close_barrier), and of the
+pure code it composes only pricing and invoice composition have unit tests (``compose_draft``
+and ``late_periods`` are exercised end to end only). It is idempotent: the invoice id is
+derived from tenant and period, a stored draft is refreshed until it has a number, a
+numbered invoice is never changed, and ``invoice.finalized`` is sent again for any invoice
+whose PDF is not stored yet (the renderer is idempotent too).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from processors.billing.core.invoice import GAPS_SHOWN, InvoiceDocument, OpenGap
 from processors.billing.inputs import snapshot_of
 from processors.billing.invoice_numbers import InvoiceNumbers
 from processors.billing.invoice_store import InvoiceStore
+from processors.runtime.failpoints import failpoint
 from processors.tenants.core.directory import Directory
 from processors.usage.mirror_table import SourceGaps, UsageTable
 from schemas.billing_commands_v1 import CloseCommand
@@ -125,6 +130,7 @@ class PeriodCloser:
                 drafts.append(replace(outcome, complete_through=counted_through(
                     outcome.period_end, complete_through), open_gaps=gaps.get(tenant_id, ())))
         stored = self.store.save_drafts(drafts)
+        failpoint("billing.after-store")  # step 5 done, 6 not reached
         given = self.numbers.assign([(d.tenant_id, d.id) for d in stored if not d.number], now)
         FINALIZED.inc(len(given))
         numbered_elsewhere = []
@@ -140,6 +146,7 @@ class PeriodCloser:
         finalized += [d for d in self.store.get_many(numbered_elsewhere) if d and d.number]
         cids = {(c.tenant_id, c.period): c.correlation_id for c in commands if c.correlation_id}
         self._announce([d for d in finalized if d.pdf_sha256 is None], cids)
+        failpoint("billing.after-announce")  # step 7 done, 8 (Faust's commit) not
         if skipped:
             log.info("periods not invoiced", extra={"skipped": skipped})
         return CloseResult(finalized, skipped)

@@ -21,6 +21,7 @@ from cassandra.cluster import Session
 
 from processors.billing.core.invoice import format_number
 from processors.billing.invoice_store import InvoiceStore
+from processors.runtime.failpoints import failpoint
 from storage.cassandra import prepare
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class InvoiceNumbers:
                 row.next + len(batch), batch, row.next, at, self.prefix, year, row.next,
             )).one().applied
             if applied:
+                failpoint("billing.after-claim")  # claimed and pending, not yet written
                 self._complete(year, batch, row.next, at)
                 return {ref: format_number(self.prefix, year, row.next + offset)
                         for offset, ref in enumerate(todo)}

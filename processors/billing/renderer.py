@@ -4,7 +4,9 @@ store.
 Protocol, per batch of invoices.v1 events (Faust, at least once):
 
 1. Decode each event (an unreadable one is skipped, ``schemas.topics``). The event carries
-   the invoice as it was numbered (``invoice.finalized``) or voided (``invoice.voided``).
+   the invoice as it was numbered (``invoice.finalized``) or voided (``invoice.voided``);
+   the renderer does not read it back from Cassandra. An invoice without a number (a
+   draft) is never rendered.
 2. Render each with fpdf2 (deterministic: the same invoice gives the same bytes).
 3. Store the PDFs: ``invoices/<tenant>/<id>.pdf``, or ``<id>-void.pdf`` with the VOID
    watermark for a voided invoice (the finalized PDF stays as it was).
@@ -64,15 +66,6 @@ def pdf_key(tenant_id: str, invoice_id: str) -> str:
 
 def void_pdf_key(tenant_id: str, invoice_id: str) -> str:
     return f"invoices/{tenant_id}/{invoice_id}-void.pdf"
-
-
-def render_and_store(store: InvoiceStore, objects: ObjectStore,
-                     refs: Sequence[tuple[str, str]]) -> int:
-    """Render and store the PDFs of the finalized invoices in ``refs`` that lack one."""
-    docs = store.get_many(list(dict.fromkeys(refs)))
-    return store_pdfs(store, objects, [
-        d for d in docs if d is not None and d.number is not None and not (
-            d.pdf_sha256 is not None and d.pdf_key and objects.exists(d.pdf_key))])
 
 
 def announce(producer: Producer, topic: str, objects: ObjectStore,
@@ -138,6 +131,13 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
                         invalid_record(INVOICES, event_place(event), exc)
                         continue
                     if kind in (invoice_codec.FINALIZED, invoice_codec.VOIDED):
+                        if doc.number is None:
+                            # A draft is never rendered: only a numbered invoice has a
+                            # PDF (the closer announces numbered invoices only).
+                            log.warning("invoice event without a number not rendered",
+                                        extra={"invoice": doc.id, "tenant": doc.tenant_id,
+                                               "place": event_place(event)})
+                            continue
                         # A voided invoice renders with the VOID mark, whichever event
                         # carried it (a re-sent invoice.finalized can carry one).
                         # The later event of an invoice wins (a void follows its finalize

@@ -59,6 +59,7 @@ from processors.kafka.async_producer import AsyncProducer
 from processors.kafka.invalid import invalid_record
 from processors.kafka.offset_tracker import OffsetTracker
 from processors.kafka.offsets import topic_depth
+from processors.runtime.failpoints import failpoint
 from processors.runtime.settings import Settings
 from processors.tenants.follower import AdminTopic, follow_admin
 from processors.webhooks.core.breaker import CircuitBreaker
@@ -469,6 +470,7 @@ class Consumer:
         assigned = self.kafka.assignment()
         offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
         if offsets:
+            failpoint("webhook-dispatcher.before-commit")  # 2 to 5 done for these, 6 not
             await self.kafka.commit(offsets)
             self.tracker.committed(offsets)
 

@@ -120,15 +120,46 @@ def _half_up(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
 
 
-def _prorated_fee(stack: Stack, tenant: str, period: str) -> Decimal:
+#: Where in the period the tests' subscriptions start: ten days and six hours after its
+#: start, whatever the day the suite runs (before now or after: usage is priced at the plan
+#: in force at the period's end, the flat fee for the share it was in force).
+SUBSCRIBED_AFTER = timedelta(days=10, hours=6)
+
+
+def _subscribe(stack: Stack, name: str, plan: str = "pro", **extra: Any) -> tuple[str, str]:
+    """A tenant on ``plan`` from SUBSCRIBED_AFTER into the current period."""
+    tenant, key = stack.new_tenant(name, **extra)
+    start = period_bounds(period_of(datetime.now(UTC)))[0]
     with stack.client() as admin:
-        assigned = admin.get(f"/v1/admin/tenants/{tenant}/plan").json()["assignments"][0]
-        plan = admin.get(f"/v1/admin/plans/{assigned['plan']}/versions/{assigned['version']}")
-    since = datetime.fromisoformat(assigned["effective_from"])
+        put = admin.put(f"/v1/admin/tenants/{tenant}/plan", json={
+            "plan": plan, "effective_from": (start + SUBSCRIBED_AFTER).isoformat()})
+        assert put.status_code == 200, put.text
+    return tenant, key
+
+
+def _prorated_fee(period: str, fee: str = "49.00") -> Decimal:
+    """By hand: the fee for the seconds from SUBSCRIBED_AFTER to the period's end, out of
+    the period's seconds, half-up to the cent."""
     start, end = period_bounds(period)
-    seconds = int((end - max(since, start)).total_seconds())
-    fee = Decimal(plan.json()["flat_fee"])
-    return _half_up(fee * seconds / int((end - start).total_seconds()))
+    part = int((end - start - SUBSCRIBED_AFTER).total_seconds())
+    return _half_up(Decimal(fee) * part / int((end - start).total_seconds()))
+
+
+def _numbered(stack: Stack, series: str) -> dict[str, int]:
+    """Every invoice number of ``series`` this stack's tenants hold: invoice id -> number."""
+    numbers: dict[str, int] = {}
+    with stack.client() as admin:
+        cursor = None
+        while True:
+            page = admin.get("/v1/admin/tenants", params={
+                "limit": 500, **({"cursor": cursor} if cursor else {})}).json()
+            for tenant in page["data"]:
+                for inv in admin.get(f"/v1/admin/tenants/{tenant['id']}/invoices").json():
+                    if inv["number"] and _sequence(inv["number"])[0] == series:
+                        numbers[inv["id"]] = _sequence(inv["number"])[1]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return numbers
 
 
 def _sequence(number: str) -> tuple[str, int]:
@@ -138,9 +169,9 @@ def _sequence(number: str) -> tuple[str, int]:
 
 def test_period_close_invoices_pdf_late_usage_and_void(stack: Stack, clock: Path) -> None:
     period = period_of(datetime.now(UTC))
-    acme, acme_key = stack.new_tenant(
-        "Acme GmbH", plan="pro", tax_rate="19", billing_address=["Hauptstr. 1", "Berlin"])
-    quiet, quiet_key = stack.new_tenant("Quiet Ltd", plan="pro")
+    acme, acme_key = _subscribe(
+        stack, "Acme GmbH", tax_rate="19", billing_address=["Hauptstr. 1", "Berlin"])
+    _quiet, quiet_key = _subscribe(stack, "Quiet Ltd")
     with stack.client() as admin:
         grant = admin.post(f"/v1/admin/tenants/{acme}/credits", json={
             "kind": "grant", "amount": "20.00", "currency": "EUR",
@@ -155,10 +186,10 @@ def test_period_close_invoices_pdf_late_usage_and_void(stack: Stack, clock: Path
     first = _invoice(stack, acme_key, period)
 
     # By hand: 1234 - 100 included = 1134 billable; 1000 x 0.01 + 134 x 0.005 = 10.67.
-    # tokens 12.5 x 0.2 = 2.50. The plan started today, so the 49.00 base fee is prorated
-    # by the second over the month; 19 % tax on the subtotal, half-up to the cent.
-    fee = _prorated_fee(stack, acme, period)
-    assert 0 < fee < Decimal("49.00")
+    # tokens 12.5 x 0.2 = 2.50. The plan started 10 days 6 hours into the month, so the
+    # 49.00 base fee is prorated by the second; 19 % tax on the subtotal, half-up to the cent.
+    fee = _prorated_fee(period)
+    assert Decimal("25.00") < fee < Decimal("34.00")  # 17.75 to 20.75 days of 28 to 31
     subtotal = Decimal("10.67") + Decimal("2.50") + fee
     tax = _half_up(subtotal * Decimal("0.19"))
     assert first["status"] == "finalized"
@@ -193,23 +224,25 @@ def test_period_close_invoices_pdf_late_usage_and_void(stack: Stack, clock: Path
     tampered = redirect.headers["location"].replace("signature=", "signature=0")
     assert httpx.get(tampered, timeout=30).status_code == 403
 
-    # Both tenants closed, numbered without a gap.
+    # Both tenants closed, and every invoice the close numbered (other tests' tenants too,
+    # whatever order they ran in) holds 1..n without a gap.
     other = _invoice(stack, quiet_key, period)
-    assert _money(other, "total") == _prorated_fee(stack, quiet, period)
-    series = {_sequence(first["number"]), _sequence(other["number"])}
-    year = _closes_at(period).year
-    assert series == {(f"E2E-{year}", 1), (f"E2E-{year}", 2)}
+    assert _money(other, "total") == _prorated_fee(period)
+    series = f"E2E-{_closes_at(period).year}"
+    numbered = _numbered(stack, series)
+    assert sorted(numbered.values()) == list(range(1, len(numbered) + 1)), numbered
+    assert {first["id"], other["id"]} <= numbered.keys()
 
-    # Closing again (operator, on demand) finds the same invoices and numbers nothing new;
-    # a third tenant closed afterwards gets the next number, so nothing was skipped.
-    late_comer, late_key = stack.new_tenant("Late Comer", plan="pro")
+    # Closing again (operator, on demand) numbers nothing new and changes no invoice; a
+    # tenant closed afterwards gets the next number, so nothing was skipped.
+    late_comer, late_key = _subscribe(stack, "Late Comer")
     with stack.client() as admin:
         again = admin.post("/v1/admin/billing/close", json={"period": period})
         assert again.status_code == 202, again.text
-        assert again.json()["invoices"][acme] == first["id"]
         assert late_comer in again.json()["invoices"]
     third = _invoice(stack, late_key, period)
-    assert _sequence(third["number"]) == (f"E2E-{year}", 3)
+    assert _sequence(third["number"]) == (series, len(numbered) + 1)
+    assert _numbered(stack, series) == {**numbered, third["id"]: len(numbered) + 1}
     with stack.client(token=acme_key) as client:
         mine = [i for i in client.get("/v1/invoices").json() if i["period"] == period]
     assert len(mine) == 1
@@ -305,15 +338,19 @@ def test_plan_and_credit_input_errors(stack: Stack) -> None:
         assert r.json()["type"].endswith("/currency-mismatch")
         r = admin.post("/v1/admin/billing/close", json={"period": "2999-01"})
         assert r.status_code == 422
-        v2 = admin.post("/v1/admin/plans", json={**PRO, "flat_fee": "59.00"})
+        # A plan of its own: a new version of "pro" would change the other tests' fees.
+        v1 = admin.post("/v1/admin/plans", json={**PRO, "name": "versioned"})
+        assert v1.status_code == 201, v1.text
+        v2 = admin.post("/v1/admin/plans", json={**PRO, "name": "versioned",
+                                                 "flat_fee": "59.00"})
         assert v2.status_code == 201
         assert v2.json()["version"] == 2
-        v1 = admin.get("/v1/admin/plans/pro/versions/1").json()
+        v1 = admin.get("/v1/admin/plans/versioned/versions/1").json()
         assert v1["flat_fee"] == "49.00"
 
 
 def test_cli_closes_a_period_on_demand(stack: Stack) -> None:
-    tenant, key = stack.new_tenant("Cli Corp", plan="pro")
+    tenant, key = _subscribe(stack, "Cli Corp")
     _send(stack, key, _events("tokens", 10, "1.5"))
     wait_for_usage(stack, key, {"tokens": (10, "15.0")})
     period = period_of(datetime.now(UTC))
@@ -330,7 +367,7 @@ def test_cli_closes_a_period_on_demand(stack: Stack) -> None:
         inv = client.get(f"/v1/invoices/{invoice}").json()
     assert (tenant_out, number, currency) == (tenant, inv["number"], "EUR")
     # tokens 15 x 0.2 = 3.00, plus the prorated base fee.
-    assert Decimal(amount) == Decimal("3.00") + _prorated_fee(stack, tenant, period)
+    assert Decimal(amount) == Decimal("3.00") + _prorated_fee(period)
 
 
 def test_upcoming_invoice_previews_the_open_period(stack: Stack) -> None:

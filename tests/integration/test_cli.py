@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,8 +20,9 @@ from ops.provision import prepare
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_of
 from processors.usage.mirror_table import UsageTable
-from schemas.topics import INGEST
+from schemas import topics
 from tests.stack import Stack, env_without_meterly, start_stack, wait_for_usage, wait_until
+from tests.usage_load import group_lag
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def test_errors_are_reported_with_the_problem_detail(stack: Stack) -> None:
 
 def test_mirror_rebuild_fills_a_new_keyspace(stack: Stack, settings: Settings,
                                              cassandra_session: Session) -> None:
-    _tenant, key = stack.new_tenant("Rebuilt")
+    tenant, key = stack.new_tenant("Rebuilt")
     with stack.client(token=key) as client:
         for _ in range(7):
             assert client.get("/v1/resources/search").status_code == 200
@@ -103,9 +104,11 @@ def test_mirror_rebuild_fills_a_new_keyspace(stack: Stack, settings: Settings,
     rebuilt = UsageTable(cassandra_session, fresh)
     with stack.client() as admin:
         tenants = [t["id"] for t in admin.get("/v1/admin/tenants?limit=500").json()["data"]]
-
-
     period = period_of(datetime.now(UTC))
+    # This test's tenant, against what it sent (not against the mirror being copied).
+    assert {u.meter: (u.count, u.total) for u in rebuilt.read(tenant, period)} == {
+        "search": (7, Decimal(7)), "tokens": (1, Decimal("2.5"))}
+    # Every other tenant of the stack, against the live mirror.
     compared = 0
     for tenant in tenants:
         before = original.read(tenant, period)
@@ -120,8 +123,13 @@ def test_mirror_rebuild_fills_a_new_keyspace(stack: Stack, settings: Settings,
 def test_demo_creates_tenants_and_sends_traffic(stack: Stack) -> None:
     done = meterly(stack, "demo", "--seconds", "3")
     assert done.returncode == 0, done.stderr
+    said = re.search(r"sent ([0-9,]+) events", done.stderr)
+    assert said, done.stderr
+    sent = int(said.group(1).replace(",", ""))
+    assert sent > 0
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 3
+    keys = []
     for line in lines:
         name, tenant, key_text, upcoming = line.split("\t")
         key = key_text.removeprefix("key ")
@@ -130,6 +138,18 @@ def test_demo_creates_tenants_and_sends_traffic(stack: Stack) -> None:
         assert usage["tenant_id"] == tenant
         assert upcoming.startswith("upcoming invoice ")
         assert upcoming.endswith(" EUR"), (name, upcoming)
+        keys.append(key)
+
+    def counted() -> list[int]:
+        """Events counted per demo tenant (every meter)."""
+        return [sum(m["count"] for m in httpx.get(
+            f"{stack.gateways[0].url}/v1/usage", timeout=10,
+            headers={"Authorization": f"Bearer {key}"}).json()["meters"]) for key in keys]
+
+    # Every event the demo sent (all with fresh ids) is counted, for each of its tenants.
+    per_tenant = wait_until(f"the demo's {sent} events counted", lambda: (
+        c if sum(c := counted()) == sent else None), timeout=60)
+    assert all(n > 0 for n in per_tenant), per_tenant
 
 
 def test_ingest_dead_letters_are_listed_and_replayed_once_fixed(stack: Stack) -> None:
@@ -148,7 +168,7 @@ def test_ingest_dead_letters_are_listed_and_replayed_once_fixed(stack: Stack) ->
     for i in range(25):
         event = {"specversion": "1.0", "id": f"r-{i}", "source": "replay", "type": "jobs",
                  "time": now, "data": {"quantity": 2}}
-        producer.produce(INGEST.full_name(stack.settings.topic_prefix),
+        producer.produce(topics.INGEST.full_name(stack.settings.topic_prefix),
                          json.dumps(event).encode(), key=tenant.encode(),
                          headers=[("content-type", b"application/cloudevents+json")])
     assert producer.flush(30) == 0
@@ -170,5 +190,16 @@ def test_ingest_dead_letters_are_listed_and_replayed_once_fixed(stack: Stack) ->
         assert done.returncode == 0, done.stderr
         assert "replayed 25 records" in done.stderr
     wait_for_usage(stack, key, {"jobs": (25, "50")}, timeout=60)
-    time.sleep(2)  # the second replay arrives too, and counts nothing
-    assert wait_for_usage(stack, key, {"jobs": (25, "50")}, timeout=5) == {"jobs": (25, "50")}
+    # The second replay is processed too, and counts nothing: wait until every stage has
+    # consumed everything up to here (each stage's output is committed with its offsets, so
+    # lag 0 upstream means the downstream topic holds it all), then read the usage once.
+    prefix = stack.settings.topic_prefix
+    for group, topic in ((topics.INGEST_VALIDATOR_GROUP, topics.INGEST),
+                         (topics.COUNTER_GROUP, topics.USAGE),
+                         (topics.MIRROR_GROUP, topics.COUNTER_CHANGELOG)):
+        wait_until(f"{group} to consume {topic.name}", lambda group=group, topic=topic:
+                   group_lag(bootstrap, f"{prefix}{group}", topic.full_name(prefix)) == 0,
+                   timeout=60)
+    with stack.client(token=key) as client:
+        meters = client.get("/v1/usage").json()["meters"]
+    assert {m["meter"]: (m["count"], m["sum"]) for m in meters} == {"jobs": (25, "50")}

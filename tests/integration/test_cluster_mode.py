@@ -1,10 +1,17 @@
-"""Cluster mode for fault tests: three Kafka brokers and three Cassandra nodes, one lost each.
+"""Cluster mode: three Kafka brokers and three Cassandra nodes, on their own ports and state
+directory beside the session's single-node services.
 
-Runs on its own ports and state directory beside the session's single-node services.
+The infrastructure itself, one node lost each (acks=all writes and QUORUM writes go on), and
+Meterly on it: two billing workers close 600 tenants on topics replicated three times with
+the keyspace at replication factor 3, so every number claim is a Paxos round across three
+Cassandra nodes; one worker is SIGKILLed after both have numbered invoices, and the numbers
+must still be 1..600 (``tests/integration/test_invoice_numbers.py`` does the same on one
+node).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,12 +20,17 @@ from pathlib import Path
 import pytest
 from cassandra import ConsistencyLevel
 from cassandra.query import SimpleStatement
+from confluent_kafka.admin import AdminClient
 
 from ops.infra.stack import LocalStack, Ports
+from ops.provision import prepare
 from processors.runtime.settings import Settings
+from schemas.topics import BILLING_COMMANDS
 from storage.cassandra import connect
 from tests.infra import Infra
 from tests.kafka_helpers import new_topic, producer, read_all
+from tests.numbering import check_kill_evidence, close_concurrently_with_a_kill
+from tests.stack import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,5 +103,36 @@ def test_three_cassandra_nodes_take_quorum_writes_after_losing_one(cluster: Loca
         select = SimpleStatement("SELECT v FROM faults.kv WHERE k=%s",
                                  consistency_level=ConsistencyLevel.QUORUM)
         assert session.execute(select, (key,)).one().v == 2
+    finally:
+        c.shutdown()
+
+
+def test_gapless_numbers_on_the_three_node_cluster_with_a_billing_worker_killed(
+        cluster: LocalStack, tmp_path: Path) -> None:
+    """On the whole cluster, whatever the node-loss tests left down: ``up`` starts any node
+    that is not running and waits for the Cassandra peers to see each other."""
+    cluster.up()
+    run = secrets.token_hex(3)
+    scoped = Settings(kafka_bootstrap=cluster.kafka_bootstrap,
+                      cassandra_hosts=cluster.cassandra_hosts,
+                      topic_prefix=f"cluster-{run}.", cassandra_keyspace=f"cluster_{run}",
+                      kafka_replication_factor=3,
+                      cassandra_replication="{'class': 'SimpleStrategy', "
+                                            "'replication_factor': 3}")
+    prepare(scoped, cluster.kafka_bootstrap, cluster.cassandra_hosts)
+    # Replicated three times, led by more than one broker: the cluster is in the path.
+    topic = BILLING_COMMANDS.full_name(scoped.topic_prefix)
+    meta = AdminClient({"bootstrap.servers": cluster.kafka_bootstrap}).list_topics(
+        topic, timeout=30).topics[topic]
+    assert all(len(p.replicas) == 3 for p in meta.partitions.values())
+    assert len({p.leader for p in meta.partitions.values()}) > 1, meta.partitions
+    c, session = connect(cluster.cassandra_hosts, request_timeout=15)
+    try:
+        wait_until("the driver to see three Cassandra nodes up", lambda: len(
+            [h for h in c.metadata.all_hosts() if h.is_up]) == 3, timeout=60)
+        tenants = [f"ten_{secrets.token_hex(6)}" for _ in range(600)]
+        evidence = close_concurrently_with_a_kill(
+            scoped, session, tmp_path, tenants, f"C{run.upper()}", timeout=360)
+        check_kill_evidence(evidence)
     finally:
         c.shutdown()

@@ -197,13 +197,34 @@ def test_invoices_webhook_log_dead_letters_and_suspend(stack: Stack, page: Page)
         assert pdf.body().startswith(b"%PDF")
         shot(page, "5-invoice-and-webhooks")
 
-        page.locator("form[action*='/replay/'] button").first.click()
-        assert "replayed" in page.inner_text("#notice")
-        page.goto(f"{stack.gateways[0].url}/console/dead-letter")
-        assert tenant in page.inner_text("main")
-        shot(page, "6-dead-letters")
-        page.click("#replay-all")
-        assert "Replayed" in page.inner_text("#notice")
+        # The replay button sends the delivery again: the receiver sees a new attempt, which
+        # fails too and is dead-lettered again (one retry).
+        with stack.client() as admin:
+            [endpoint] = admin.get(f"/v1/admin/tenants/{tenant}/webhooks").json()
+
+            def outcomes() -> list[str]:
+                return [a["outcome"] for a in admin.get(
+                    f"/v1/admin/tenants/{tenant}/webhooks/{endpoint['id']}/deliveries").json()]
+
+            dead_before = outcomes().count("dead_lettered")
+            seen = len(receiver.received)
+            page.locator("form[action*='/replay/'] button").first.click()
+            assert "replayed" in page.inner_text("#notice")
+            wait_until("the replayed attempt", lambda: len(receiver.received) > seen,
+                       timeout=30)
+            wait_until("the replay dead-lettered again", lambda: outcomes().count(
+                "dead_lettered") > dead_before, timeout=30)
+            assert "delivered" not in outcomes()
+            # "Replay all" on the dead-letter page, with the receiver answering now: the
+            # delivery arrives and is logged as delivered.
+            receiver.mode = "ok"
+            page.goto(f"{stack.gateways[0].url}/console/dead-letter")
+            assert tenant in page.inner_text("main")
+            shot(page, "6-dead-letters")
+            page.click("#replay-all")
+            assert "Replayed" in page.inner_text("#notice")
+            wait_until("the delivery replayed by 'replay all'",
+                       lambda: "delivered" in outcomes(), timeout=30)
 
         page.goto(f"{stack.gateways[0].url}/console")
         page.locator(f"form[action='/console/tenants/{tenant}/status/suspend'] button").click()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from processors.runtime.settings import Settings
+from tests.stack import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,9 @@ def test_run_starts_and_stops_cleanly_twice(settings: Settings, tmp_path: Path) 
             if proc.poll() is None:
                 proc.kill()
             log.close()
-        time.sleep(0.5)
-        assert not [c for c in children if _alive(c)]
+        # The children exit with it (its stop waits for them; a reparented straggler would
+        # show here).
+        wait_until("every child gone", lambda: not [c for c in children if _alive(c)],  # noqa: B023
+                   timeout=10, every=0.1)
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, "port still served after stop"

@@ -7,7 +7,6 @@ instead of days, so the other webhook tests' failing endpoints are not disabled.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from processors.runtime.settings import Settings
 from schemas import webhooks_v1
 from schemas.topics import WEBHOOK_EVENTS
+from tests.faults import wait_until_or_false
 from tests.stack import Stack, start_stack, wait_until
 from tests.webhook_receiver import Receiver
 
@@ -64,30 +64,44 @@ def _endpoint(stack: Stack, tenant: str, url: str) -> tuple[str, str]:
         return made.json()["id"], made.json()["secret"]
 
 
-def test_sigkilled_dispatcher_loses_no_delivery(settings: Settings, stack: Stack) -> None:
+def test_dispatcher_killed_before_its_commit_repeats_and_loses_nothing(
+        settings: Settings, stack: Stack) -> None:
     """Attacks step 6 of the dispatcher's protocol (processors/webhooks/dispatcher.py): the
-    kill lands while deliveries are between their attempt (3) and the commit of their
-    offsets (6), so the restarted dispatcher must repeat them rather than lose any."""
+    ``webhook-dispatcher.before-commit`` failpoint kills it mid-stream, after deliveries
+    were attempted and logged (2 to 5) and before their offsets were committed (6). The
+    restarted dispatcher must deliver those again (at least once: the receiver sees repeats,
+    each the same message under the same ``webhook-id``) and lose none."""
     receiver = Receiver()
     try:
         receiver.start()
         tenant, _key = stack.new_tenant("Crash Receiver")
         _endpoint_id, secret = _endpoint(stack, tenant, receiver.url)
         dispatcher = next(w for w in stack.workers if w.name == "webhook-dispatcher")
-        ids = _messages(settings, stack, tenant, 1500)
-        _until("some deliveries", lambda: len(receiver.ids()) >= 100 or None)
+        since = dispatcher.log.stat().st_size
+        # Armed for one launch: its first commit of finished deliveries (about a second
+        # after they began; it delivers a few thousand a second) kills it.
+        dispatcher.arm("webhook-dispatcher.before-commit@1")
         dispatcher.kill()
-        seen_at_kill = len(receiver.ids())
-        time.sleep(1)
         dispatcher.start()
-        _until("every message", lambda: set(ids) <= receiver.ids() or None, timeout=120)
-        assert seen_at_kill < len(ids)  # the kill landed mid-stream
+        ids = _messages(settings, stack, tenant, 8000)
+        _until("the failpoint", lambda: "failpoint webhook-dispatcher.before-commit reached"
+               in dispatcher.log.read_bytes()[since:].decode(errors="replace") or None)
+        seen_at_kill = len(receiver.ids())
+        assert 0 < seen_at_kill < len(ids), seen_at_kill  # mid-stream
+        _until("the watchdog's restart", lambda: (dispatcher.restarts >= 1
+                                                  and dispatcher.alive()) or None, timeout=30)
+        _until("every message", lambda: set(ids) <= receiver.ids() or None, timeout=180)
+        assert receiver.ids() == set(ids)  # nothing else arrived
         verifier = Webhook(secret)
-        for got in receiver.received[:: max(1, len(receiver.received) // 50)]:
+        bodies: dict[str, bytes] = {}
+        for got in receiver.received:
             verifier.verify(got.body, got.headers)
+            wid = got.headers["webhook-id"]
+            assert bodies.setdefault(wid, got.body) == got.body, wid  # a repeat is the same
         repeats = len(receiver.received) - len(receiver.ids())
-        # At least once: repeats are allowed (same webhook-id), losses are not.
-        assert repeats >= 0
+        # The deliveries finished since the last commit were sent again after the restart.
+        assert repeats >= 1, "nothing was repeated: the kill did not land before a commit"
+        assert dispatcher.restarts == 1
     finally:
         receiver.close()
 
@@ -120,10 +134,20 @@ def test_endpoint_failing_for_long_is_disabled_and_shown(settings: Settings,
                                   json={"enabled": True})
             assert enabled.status_code == 200, enabled.text
             assert enabled.json()["disabled_reason"] is None
-            time.sleep(1)  # the dispatcher's admin view follows the topic
-            replay = admin.post("/v1/admin/webhooks/dead-letter/replay",
-                                json={"endpoint_id": endpoint})
-            assert replay.json()["replayed"] == 3
-        _until("the replayed deliveries", lambda: receiver.ids() >= set(ids) or None)
+            # The dispatcher learns of the enable through the admin topic; a replay it
+            # reads before that is dead-lettered again ("endpoint disabled"), so replay
+            # until the receiver has them; the first replay sends exactly the three.
+            replays: list[int] = []
+
+            def replayed() -> bool:
+                replay = admin.post("/v1/admin/webhooks/dead-letter/replay",
+                                    json={"endpoint_id": endpoint})
+                assert replay.status_code == 202, replay.text
+                replays.append(replay.json()["replayed"])
+                assert replays[0] == 3, replays
+                assert replays[-1] >= 3, replays
+                return wait_until_or_false(lambda: receiver.ids() >= set(ids), 5)
+
+            _until("the replayed deliveries", lambda: replayed() or None, timeout=60)
     finally:
         receiver.close()
