@@ -103,6 +103,11 @@ class Outcome:
     def exact(self) -> bool:
         return self.lost == 0 and self.double == 0 and self.wrong == 0
 
+    @property
+    def passed(self) -> bool:
+        """Every planned fault landed, and the totals are exact."""
+        return self.landed == self.planned == len(self.faults) and self.exact
+
     def check(self) -> None:
         print(self.summary())
         assert self.landed == self.planned == len(self.faults), self.summary()

@@ -26,6 +26,7 @@ from confluent_kafka import Producer
 from processors.usage.core.periods import period_of
 from schemas.topics import INGEST, INGEST_VALIDATOR_GROUP
 from tests.faults import Fault, Outcome, committed_offsets, log_has, wait_until_or_false
+from tests.infra import Infra, LocalInfra
 from tests.stack import Stack, wait_until
 from tests.usage_load import WorkerProcess, wait_for
 
@@ -140,6 +141,16 @@ class IngestProducer(threading.Thread):
             assert self.sent == n
         except BaseException as exc:  # noqa: BLE001 - reported by the scenario
             self.error = exc
+
+
+def freezer(infra: Infra) -> Callable[[int], None]:
+    """``run_ingest``'s ``signal_kafka`` for ``infra``: signals the broker it provisioned."""
+    def signal_kafka(signum: int) -> None:
+        if not isinstance(infra, LocalInfra):
+            raise RuntimeError("kafka-frozen freezes only a broker the suite provisioned")
+        infra.signal("kafka-1", signum)
+
+    return signal_kafka
 
 
 def prepare_ingest_stack(stack: Stack) -> None:

@@ -26,8 +26,8 @@ import pytest
 
 from processors.runtime.settings import Settings
 from tests.faults import seed_for
-from tests.faults_ingest import INGEST_SCENARIOS, prepare_ingest_stack, run_ingest
-from tests.infra import Infra, LocalInfra
+from tests.faults_ingest import INGEST_SCENARIOS, freezer, prepare_ingest_stack, run_ingest
+from tests.infra import Infra
 from tests.stack import BILLING_WORKERS, CORE_WORKERS, Stack, start_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,8 +45,4 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.mark.parametrize("round_", [1, 2])
 def test_ingest_is_exact_to_the_invoice_under(stack: Stack, infra: Infra, scenario: str,
                                               round_: int) -> None:
-    def signal_kafka(signum: int) -> None:
-        assert isinstance(infra, LocalInfra), "the suite freezes only brokers it provisions"
-        infra.signal("kafka-1", signum)
-
-    run_ingest(stack, scenario, seed_for(scenario), signal_kafka).check()
+    run_ingest(stack, scenario, seed_for(scenario), freezer(infra)).check()
