@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
 
+from processors.kafka.config import client_config
 from storage.cassandra import connect
 
 
@@ -19,7 +20,7 @@ class Dependencies:
 
     def kafka_ok(self) -> str | None:
         try:
-            meta = AdminClient({"bootstrap.servers": self.kafka_bootstrap}).list_topics(timeout=2)
+            meta = AdminClient(client_config(self.kafka_bootstrap)).list_topics(timeout=2)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return f"kafka: {exc}"
         return None if meta.brokers else "kafka: no broker answered"

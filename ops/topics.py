@@ -8,6 +8,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from processors.kafka.config import client_config
 from schemas.topics import ALL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def ensure_topics(
     timeout: float = 30.0,
 ) -> list[str]:
     """Create missing topics; return the names created. Existing topics are left as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     existing = admin.list_topics(timeout=timeout).topics
     created: list[str] = []
     wanted: list[NewTopic] = []

@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scenario in (s for s in COUNTING if s in wanted):
             row = Row(scenario)
             rows.append(row)
-            repeat(row, args.repeat, functools.partial(_counting, settings, root, scenario),
+            repeat(row, args.repeat, functools.partial(_counting, settings, infra, root, scenario),
                    args.results)
         ingest = [s for s in INGEST_SCENARIOS if s in wanted]
         if ingest:
@@ -159,10 +159,12 @@ def _rows_of(results: Path, errored: list[Row]) -> list[Row]:
     return [r for r in rows.values() if r.runs]
 
 
-def _counting(settings: Settings, root: Path, scenario: str, seed: int) -> Outcome:
+def _counting(settings: Settings, infra: Infra, root: Path, scenario: str,
+              seed: int) -> Outcome:
     tmp = root / f"{scenario}-{secrets.token_hex(3)}"
     tmp.mkdir()
-    return run_counting(settings, tmp, scenario, seed)
+    return run_counting(settings, tmp, scenario, seed,
+                        restart_kafka=lambda: infra.restart("kafka"))
 
 
 def _ingest(stack: Stack, infra: Infra, scenario: str, seed: int) -> Outcome:

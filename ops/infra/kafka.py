@@ -16,6 +16,7 @@ from pathlib import Path
 from ops.infra.artifacts import ProvisioningError, tail
 from ops.infra.java import java_executable
 from ops.infra.process import Service, port_open
+from processors.kafka.config import client_config
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def kafka_ready(bootstrap_servers: str, expected_brokers: int) -> bool:
     host, _, port = first.rpartition(":")
     if not port_open(host, int(port)):
         return False
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    admin = AdminClient({**client_config(bootstrap_servers), "log_level": 0})
     try:
         meta = admin.list_topics(timeout=3)
     except Exception:  # noqa: BLE001 - any failure here means "not ready yet"

@@ -13,6 +13,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from processors.kafka.config import client_config
+
 
 class DeliveryFailed(RuntimeError):  # noqa: N818 - names the outcome callers handle
     pass
@@ -21,7 +23,7 @@ class DeliveryFailed(RuntimeError):  # noqa: N818 - names the outcome callers ha
 class AsyncProducer:
     def __init__(self, bootstrap: str, **config: Any) -> None:
         self._producer = Producer({
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,

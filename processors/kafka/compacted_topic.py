@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from processors.kafka.config import client_config
 from processors.kafka.messages import data_messages
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ OnValue = Callable[[bytes, int], None]
 
 def reader(bootstrap: str, name: str) -> Consumer:
     """A consumer for ``read_to_end``: committed records only, no group offsets."""
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": f"meterly-{name}-unused",
+    return Consumer({**client_config(bootstrap), "group.id": f"meterly-{name}-unused",
                      "enable.auto.commit": False, "isolation.level": "read_committed",
                      "enable.partition.eof": True})
 
@@ -73,7 +74,7 @@ class TopicFollower:
         self._caught_up = threading.Event()
         self._running = True
         self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": f"meterly-{name}-unused",  # assign() only; no offsets committed
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -89,7 +90,7 @@ class TopicFollower:
         """Wait until everything written to the topic before this call is applied (a
         record just written by another process, say); False after ``timeout``."""
         if self._probe is None:
-            self._probe = Consumer({"bootstrap.servers": self._bootstrap,
+            self._probe = Consumer({**client_config(self._bootstrap),
                                     "group.id": f"meterly-{self._name}-probe-unused",
                                     "enable.auto.commit": False})
         deadline = time.monotonic() + timeout

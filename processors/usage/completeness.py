@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Gauge
 
+from processors.kafka.config import client_config
 from processors.kafka.retry import with_retries
 from processors.usage.core.completeness import STAGES, BarrierState, Snapshot, records_left
 from schemas.topics import (
@@ -81,11 +82,11 @@ class Completeness:
                   "mirror": MIRROR_GROUP}
         # One consumer per group, never subscribed: it only asks for the group's committed
         # offsets (which waits for any open transaction carrying offsets, KIP-447).
-        consumers = {stage: Consumer({"bootstrap.servers": self._bootstrap,
+        consumers = {stage: Consumer({**client_config(self._bootstrap),
                                       "group.id": f"{self._prefix}{group}",
                                       "enable.auto.commit": False})
                      for stage, group in groups.items()}
-        reader = Consumer({"bootstrap.servers": self._bootstrap,
+        reader = Consumer({**client_config(self._bootstrap),
                            "group.id": f"{self._prefix}completeness-unused",
                            "isolation.level": "read_committed",
                            "enable.partition.eof": True, "enable.auto.commit": False,

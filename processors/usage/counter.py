@@ -50,6 +50,7 @@ from confluent_kafka import (
 from prometheus_client import Counter as Total
 from prometheus_client import Gauge
 
+from processors.kafka.config import client_config
 from processors.kafka.invalid import invalid_record, where
 from processors.kafka.messages import correlation_ids, data_messages
 from processors.kafka.offsets import consumer_lag
@@ -130,9 +131,9 @@ class CountingWorker:
         self._stop = False
         self._offsets: dict[int, int] = {}
         self._progress = _Progress()
-        bootstrap = settings.kafka_bootstrap
+        self.bootstrap = bootstrap = settings.kafka_bootstrap
         self.consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": f"{settings.topic_prefix}{GROUP}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
@@ -184,7 +185,7 @@ class CountingWorker:
     def _restore(self, partition: int) -> PartitionStore:
         store = PartitionStore(self.state_dir / f"p{partition}")
         reader = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap,
+            **client_config(self.bootstrap),
             "group.id": f"{self.settings.topic_prefix}{GROUP}-restore",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,

@@ -17,6 +17,7 @@ import orjson
 from confluent_kafka import Producer
 
 from processors.kafka.compacted_topic import read_to_end, reader
+from processors.kafka.config import client_config
 from processors.kafka.invalid import where
 
 #: How long one listing may read the topic (it holds at most the retention's worth).
@@ -93,7 +94,7 @@ def replay(bootstrap: str, ingest_topic: str, letters: list[IngestDeadLetter],
            progress: Callable[[int], None] | None = None) -> int:
     """Write ``letters`` back to the ingest topic; return how many Kafka acknowledged
     (raises when some were not)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5})
     for i, letter in enumerate(letters, 1):
         producer.produce(ingest_topic, letter.value, key=letter.key,

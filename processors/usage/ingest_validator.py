@@ -31,6 +31,7 @@ from functools import partial
 
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, Message
 
+from processors.kafka.config import client_config
 from processors.kafka.invalid import invalid_record, where
 from processors.kafka.messages import data_messages
 from processors.kafka.transactions import (
@@ -69,7 +70,7 @@ class IngestValidator:
         self._warned_create_time = False
         self._stop = False
         self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings.kafka_bootstrap),
             "group.id": f"{prefix}{INGEST_VALIDATOR_GROUP}",
             "group.instance.id": f"ingest-validator-{worker_id}",
             "isolation.level": "read_committed",

@@ -29,6 +29,7 @@ from decimal import Decimal
 from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Gauge
 
+from processors.kafka.config import client_config
 from processors.kafka.invalid import invalid_record, where
 from processors.kafka.messages import data_messages
 from processors.kafka.offsets import consumer_lag
@@ -58,7 +59,7 @@ class MirrorWorker:
         assert settings.cassandra_hosts
         self.topic = COUNTER_CHANGELOG.full_name(settings.topic_prefix)
         self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings.kafka_bootstrap),
             "group.id": f"{settings.topic_prefix}{MIRROR_GROUP}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,

@@ -56,6 +56,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from yarl import URL
 
 from processors.kafka.async_producer import AsyncProducer
+from processors.kafka.config import client_config
 from processors.kafka.invalid import invalid_record
 from processors.kafka.offset_tracker import OffsetTracker
 from processors.kafka.offsets import topic_depth
@@ -349,7 +350,7 @@ class Consumer:
             isolation_level="read_committed", max_poll_records=1000,
             session_timeout_ms=10_000, heartbeat_interval_ms=3_000)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._watermarks = ConfluentConsumer({"bootstrap.servers": settings.kafka_bootstrap,
+        self._watermarks = ConfluentConsumer({**client_config(settings.kafka_bootstrap),
                                               "group.id": "meterly-dead-letter-depth-unused"})
         self.slots = asyncio.Semaphore(settings.webhook_concurrency)
         self.running = True

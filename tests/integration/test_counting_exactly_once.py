@@ -1,4 +1,5 @@
-"""Exactly-once counting under SIGKILL at each protocol step, rebalances and a zombie worker.
+"""Exactly-once counting under SIGKILL at each protocol step, rebalances, a zombie worker and a
+broker restart.
 
 Each scenario (``tests/faults.py``) writes a load of usage events (10 % duplicate
 identities) packed into records straight to ``usage.v1`` while its faults land, then
@@ -20,12 +21,14 @@ import pytest
 
 from processors.runtime.settings import Settings
 from tests.faults import COUNTING, run_counting, seed_for
+from tests.infra import Infra
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("scenario", COUNTING)
 @pytest.mark.parametrize("round_", [1, 2])
-def test_counting_is_exact_under(settings: Settings, tmp_path: Path, scenario: str,
-                                 round_: int) -> None:
-    run_counting(settings, tmp_path, scenario, seed_for(scenario)).check()
+def test_counting_is_exact_under(infra: Infra, settings: Settings, tmp_path: Path,
+                                 scenario: str, round_: int) -> None:
+    run_counting(settings, tmp_path, scenario, seed_for(scenario),
+                 restart_kafka=lambda: infra.restart("kafka")).check()
