@@ -12,12 +12,15 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import console, pages, problems
+from gateway.auth_throttle import FailureThrottle
+from gateway.guard import RequestGuard
 from gateway.health import Dependencies
 from gateway.json_bodies import JsonBodies
 from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
+from gateway.recent import TenantResponses
 from gateway.routes import admin, files, ingest, invoices, plans, usage, webhooks
-from gateway.runtime import Runtime
+from gateway.runtime import IdempotentResponse, Runtime
 from gateway.usage_sink import UsageSink
 from processors.billing.invoice_store import InvoiceStore
 from processors.kafka.async_producer import AsyncProducer
@@ -62,6 +65,10 @@ class RateLimitHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _answer_bytes(answer: IdempotentResponse | None) -> int:
+    return len(answer.body) if answer is not None else 0
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     # uvicorn's worker processes (METERLY_GATEWAY_PROCESSES > 1) start fresh interpreters
     # that call this factory: configure their JSON logs here, not only in the parent.
@@ -97,6 +104,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             invoices=InvoiceStore(session, settings.cassandra_keyspace), objects=objects,
             quotas=Quotas(directory, usage_table),
             webhooks=WebhookStore(session, settings.cassandra_keyspace),
+            idempotency=TenantResponses(settings.idempotency_bytes_per_tenant,
+                                        settings.idempotency_bytes, _answer_bytes),
+            address_failures=FailureThrottle(settings.auth_failures_per_minute,
+                                             settings.auth_failures_per_minute),
+            prefix_failures=FailureThrottle(max(1, settings.auth_failures_per_minute // 2),
+                                            max(1, settings.auth_failures_per_minute // 2)),
         )
         try:
             yield
@@ -121,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(JsonBodies)
+    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

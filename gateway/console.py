@@ -97,7 +97,16 @@ async def login_page(request: Request) -> HTMLResponse:
 @router.post("/login")
 async def login(request: Request, runtime: RuntimeDep,
                 token: Annotated[str, Form()]) -> Response:
+    subject, now = f"console:{request.client.host if request.client else '?'}", time.monotonic()
+    wait = runtime.address_failures.retry_after(subject, now)
+    if wait is not None:
+        refused = _page("login.html", request, status=429, title="Sign in", signed_in=False,
+                        error=f"Too many failed sign-ins from this address; try again in "
+                        f"{wait} s.")
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     if not keys.same_token(token.strip(), runtime.admin_token):
+        runtime.address_failures.failed(subject, now)
         return _page("login.html", request, status=401, title="Sign in", signed_in=False,
                      error="That is not the operator token.")
     answer = RedirectResponse("/console", status_code=303)

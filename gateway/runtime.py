@@ -7,14 +7,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
+from gateway.auth_throttle import FailureThrottle
 from gateway.problems import ProblemError
 from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
-from gateway.recent import Recent
+from gateway.recent import Recent, TenantResponses
 from gateway.usage_sink import UsageSink
 from processors.billing.invoice_store import InvoiceStore
 from processors.kafka.async_producer import AsyncProducer
@@ -53,11 +55,17 @@ class Runtime:
     objects: ObjectStore
     quotas: Quotas
     webhooks: WebhookStore
+    #: Answers for replay to a retry with the same ``Idempotency-Key``, by tenant and key;
+    #: ``None`` while the first request runs.
+    idempotency: TenantResponses[IdempotentResponse | None]
     #: Identities this process saw accepted, for ``duplicate`` receipts.
     recent_ids: Recent[bytes, bool] = field(default_factory=lambda: Recent(200_000))
-    idempotency: Recent[tuple[str, str], IdempotentResponse | None] = field(
-        default_factory=lambda: Recent(10_000))
     last_used: dict[str, float] = field(default_factory=dict)
+    #: Failed authentications by client address, and by API key prefix.
+    address_failures: FailureThrottle = field(
+        default_factory=lambda: FailureThrottle(burst=20, per_minute=20))
+    prefix_failures: FailureThrottle = field(
+        default_factory=lambda: FailureThrottle(burst=10, per_minute=10))
 
 
 def tenant_or_404(runtime: Runtime, tenant_id: str) -> Tenant:
@@ -76,9 +84,18 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+@dataclass(frozen=True)
+class Principal:
+    """Who a request authenticated as: the operator, or a tenant through one of its keys."""
+
+    kind: Literal["operator", "tenant"]
+    tenant: Tenant | None = None
+    #: The key's RateLimit-* headers, added to the answer (``gateway.app.RateLimitHeaders``).
+    rate_headers: dict[str, str] | None = None
+
+
+def _bearer(authorization: str) -> str:
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError(401, "unauthenticated", "Authentication required",
                            "send Authorization: Bearer <token>",
@@ -86,19 +103,44 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def require_operator(request: Request, runtime: RuntimeDep) -> None:
-    token = _bearer(request)
+def _throttled(retry_after: int, what: str) -> ProblemError:
+    return ProblemError(429, "too-many-failed-authentications",
+                        "Too many failed authentications",
+                        f"too many failed authentications from {what}; try again in "
+                        f"{retry_after} s", headers={"Retry-After": str(retry_after)})
+
+
+def authenticate(runtime: Runtime, authorization: str, client: str) -> Principal:
+    """The principal of a request's ``Authorization`` header, or the ProblemError refusing
+    it. Failed attempts are throttled per client address and per key prefix
+    (``gateway.auth_throttle``); a tenant key's requests are rate limited."""
+    now = time.monotonic()
+    token = authorization.partition(" ")[2].strip()
+    subjects = [(runtime.address_failures, client, "this address")]
     if token.startswith(keys.PREFIX):
-        raise ProblemError(403, "forbidden", "Forbidden",
-                           "a tenant API key is never accepted as the operator token")
-    if not keys.same_token(token, runtime.admin_token):
+        prefix = token[:keys.DISPLAY_PREFIX_LENGTH]
+        subjects.append((runtime.prefix_failures, prefix, f"keys starting {prefix}..."))
+    for throttle, subject, what in subjects:
+        wait = throttle.retry_after(subject, now)
+        if wait is not None:
+            raise _throttled(wait, what)
+    try:
+        return _principal(runtime, authorization)
+    except ProblemError as exc:
+        if exc.status == 401:
+            for throttle, subject, _what in subjects:
+                throttle.failed(subject, now)
+        raise
+
+
+def _principal(runtime: Runtime, authorization: str) -> Principal:
+    token = _bearer(authorization)
+    if not token.startswith(keys.PREFIX):
+        if keys.same_token(token, runtime.admin_token):
+            return Principal("operator")
         raise ProblemError(401, "unauthenticated", "Authentication required",
-                           "the operator token is not valid",
+                           "the token is neither the operator token nor an API key",
                            headers={"WWW-Authenticate": "Bearer"})
-
-
-async def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:
-    token = _bearer(request)
     key = runtime.directory.key_by_hash(keys.key_hash(token)) if keys.looks_like_key(
         token) else None
     if key is None:
@@ -117,13 +159,46 @@ async def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:
                            f"tenant {tenant.id} is suspended; its keys are refused")
     limit = tenant.rate_limit_per_second or runtime.settings.rate_limit_per_second
     decision = runtime.limiter.take(key.id, limit)
-    request.state.rate_headers = rate_headers = decision.headers()
     if not decision.allowed:
         raise ProblemError(429, "rate-limited", "Too many requests",
                            f"key {key.prefix}... is limited to {limit} requests per second",
-                           headers=rate_headers | {"Retry-After": str(decision.retry_after)})
+                           headers=decision.headers()
+                           | {"Retry-After": str(decision.retry_after)})
     runtime.last_used[key.id] = time.time()
-    return tenant
+    return Principal("tenant", tenant, decision.headers())
+
+
+def request_principal(request: Request, runtime: Runtime) -> Principal:
+    """The principal ``gateway.guard.RequestGuard`` authenticated before the body was
+    read; a request it did not cover is authenticated here."""
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    if principal is None:
+        client = request.client.host if request.client else "?"
+        principal = authenticate(runtime, request.headers.get("authorization", ""), client)
+        remember(request.scope, principal)
+    return principal
+
+
+def remember(scope: Scope, principal: Principal) -> None:
+    state = scope.setdefault("state", {})
+    state["principal"] = principal
+    if principal.rate_headers:
+        state["rate_headers"] = principal.rate_headers
+
+
+async def require_operator(request: Request, runtime: RuntimeDep) -> None:
+    if request_principal(request, runtime).kind != "operator":
+        raise ProblemError(403, "forbidden", "Forbidden",
+                           "a tenant API key is never accepted as the operator token")
+
+
+async def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:
+    principal = request_principal(request, runtime)
+    if principal.tenant is None:
+        raise ProblemError(401, "invalid-api-key", "Invalid API key",
+                           "this route takes a tenant's API key, not the operator token",
+                           headers={"WWW-Authenticate": "Bearer"})
+    return principal.tenant
 
 
 Operator = Annotated[None, Depends(require_operator)]

@@ -11,7 +11,7 @@ from typing import Literal
 
 from aiohttp import web
 
-Mode = Literal["ok", "fail", "slow"]
+Mode = Literal["ok", "fail", "slow", "huge", "drip"]
 
 
 @dataclass
@@ -28,6 +28,9 @@ class Receiver:
     port: int = 0
     mode: Mode = "ok"
     slow_seconds: float = 3.0
+    #: "huge": a 200 answer this long; "drip": a 200 answer a byte every 0.25 s this long.
+    huge_bytes: int = 400 * 10**6
+    drip_seconds: float = 30.0
     received: list[Received] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -53,7 +56,26 @@ class Receiver:
             return web.Response(status=500, text="receiver error")
         if self.mode == "slow":
             await asyncio.sleep(self.slow_seconds)
+        if self.mode in ("huge", "drip"):
+            return await self._stream(request)
         return web.Response(status=204)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(status=200)
+        huge = self.mode == "huge"
+        if huge:
+            answer.content_length = self.huge_bytes
+        await answer.prepare(request)
+        block = b"x" * 2**20 if huge else b"."
+        rounds = self.huge_bytes // len(block) if huge else int(self.drip_seconds * 4)
+        try:
+            for _ in range(rounds):
+                await answer.write(block)
+                if not huge:
+                    await asyncio.sleep(0.25)
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up, as it should
+        return answer
 
     def _call(self, coro: object) -> None:
         assert self._loop is not None

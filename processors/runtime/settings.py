@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(default=None, min_length=16)
     #: Default token-bucket refill per second for each API key; a tenant may override it.
     rate_limit_per_second: int = Field(default=1000, ge=1)
+    #: The largest request body the gateway reads, on any route (413 beyond it).
+    max_body_bytes: int = Field(default=2**20, ge=1024)
+    #: Failed authentications a client address may make a minute (a burst of as many);
+    #: half as many per API key prefix. Beyond them: 429 with Retry-After.
+    auth_failures_per_minute: int = Field(default=20, ge=1)
+    #: Idempotent answers a gateway process keeps for replay: bytes per tenant, and in all.
+    idempotency_bytes_per_tenant: int = Field(default=4 * 2**20, ge=64 * 1024)
+    idempotency_bytes: int = Field(default=64 * 2**20, ge=64 * 1024)
     #: How long after a period ends it still takes usage (and closes), in seconds.
     grace_seconds: int = Field(default=3600, ge=0)
     #: Refuse events without ``time`` (their identity is remembered for 35 days from their
@@ -93,6 +101,9 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = "5,30,120,600,3600,21600,86400"
     webhook_connect_timeout: float = Field(default=5.0, gt=0)
     webhook_read_timeout: float = Field(default=10.0, gt=0)
+    #: One attempt, connect to the last byte read, never takes longer than this: a receiver
+    #: that drips its answer a byte at a time cannot hold a delivery slot.
+    webhook_attempt_timeout: float = Field(default=15.0, gt=0)
     #: Networks webhook URLs may resolve to although they are not public ("127.0.0.0/8").
     webhook_allow_networks: str = ""
     #: An endpoint failing without a success for this long is disabled.

@@ -155,6 +155,22 @@ class Batcher:
                 w.set_result(None)
 
 
+#: Bytes of a receiver's answer read at most: only its status counts, and reading a small
+#: answer to its end lets the connection be used again.
+ANSWER_CAP = 64 * 1024
+
+
+async def _drain(answer: aiohttp.ClientResponse) -> None:
+    """Read the answer's body up to ``ANSWER_CAP``; a longer one closes the connection
+    instead of being read on (a 400 MB answer costs 64 KiB, not 400 MB)."""
+    received = 0
+    async for chunk in answer.content.iter_chunked(16 * 1024):
+        received += len(chunk)
+        if received > ANSWER_CAP:
+            answer.close()
+            return
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, admin: AdminTopic, store: WebhookStore,
                  producer: AsyncProducer, http: aiohttp.ClientSession,
@@ -274,7 +290,7 @@ class Dispatcher:
         try:
             async with self.http.post(self._url(endpoint.url), data=body, headers=headers,
                                       allow_redirects=False) as answer:
-                await answer.read()
+                await _drain(answer)
                 if 200 <= answer.status < 300:
                     return answer.status, None
                 return answer.status, f"HTTP {answer.status}"
@@ -487,7 +503,8 @@ async def serve(settings: Settings) -> None:
     resolver = GuardedResolver(parse_networks(settings.webhook_allow_networks))
     connector = aiohttp.TCPConnector(limit=settings.webhook_concurrency, limit_per_host=64,
                                      resolver=resolver, ttl_dns_cache=10)
-    timeout = aiohttp.ClientTimeout(total=None, connect=settings.webhook_connect_timeout,
+    timeout = aiohttp.ClientTimeout(total=settings.webhook_attempt_timeout,
+                                    connect=settings.webhook_connect_timeout,
                                     sock_read=settings.webhook_read_timeout)
     # No cookies, no decompression: a receiver's answer is only its status code.
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,

@@ -35,6 +35,10 @@ from tests.webhook_receiver import Receiver
 pytestmark = pytest.mark.integration
 
 SCHEDULE = (1.0, 2.0, 3.0)  # seconds; three retries, four attempts in all
+ATTEMPT_TIMEOUT = 4.0
+MiB = 2**20
+#: Growth of the dispatcher's resident memory allowed while it receives a 400 MB answer.
+ANSWER_BOUND = 30 * MiB
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,7 @@ def stack(settings: Settings, clock: Path,
             extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
                        "METERLY_WEBHOOK_RETRY_SCHEDULE": ",".join(map(str, SCHEDULE)),
                        "METERLY_WEBHOOK_READ_TIMEOUT": "1", "METERLY_CLOCK_FILE": str(clock),
+                       "METERLY_WEBHOOK_ATTEMPT_TIMEOUT": str(ATTEMPT_TIMEOUT),
                        "METERLY_WEBHOOK_BREAKER_COOLDOWN": "2",
                        "METERLY_BILLING_TICK_SECONDS": "0.5",
                        "METERLY_INVOICE_PREFIX": "WH"}) as running:
@@ -244,6 +249,45 @@ def test_slow_receiver_times_out_as_a_failure(settings: Settings, stack: Stack,
     assert first[0]["status_code"] is None
     # Cut by the 1 s read timeout, long before the receiver would have answered.
     assert 900 <= first[0]["latency_ms"] < 5000
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_a_400_mb_answer_is_not_read_and_a_dripping_one_is_cut(
+        settings: Settings, stack: Stack, receiver: Receiver) -> None:
+    dispatcher = next(w for w in stack.workers if w.name == "webhook-dispatcher")
+    assert dispatcher.proc is not None
+    tenant, _key = stack.new_tenant("Loud Answers Ltd")
+    endpoint, _secret = _endpoint(stack, tenant, receiver.url)
+    receiver.mode = "huge"
+    receiver.start()
+    before = _rss(dispatcher.proc.pid)
+    _send_messages(settings, stack, tenant, 1)
+    first = _until("the attempt with the 400 MB answer", lambda: [
+        a for a in _attempts(stack, tenant, endpoint) if a["attempt"] == 1])
+    grown = _rss(dispatcher.proc.pid) - before
+    print(f"dispatcher resident memory: {before / MiB:.0f} MiB before, grown "
+          f"{grown / MiB:.1f} MiB for a 400 MB answer (bound {ANSWER_BOUND / MiB:.0f} MiB)")
+    # Its status was read, and counts: a delivery. Its body was not (64 KiB at most).
+    assert first[0]["outcome"] == "delivered"
+    assert first[0]["status_code"] == 200
+    assert first[0]["latency_ms"] < 5000
+    assert grown < ANSWER_BOUND
+    # A 200 dripped a byte every 0.25 s never trips the 1 s read timeout: the attempt's
+    # deadline cuts it, a failure, long before the receiver's 30 s of drip end.
+    receiver.mode = "drip"
+    _send_messages(settings, stack, tenant, 1)
+    cut = _until("the attempt with the dripping answer", lambda: [
+        a for a in _attempts(stack, tenant, endpoint) if a["attempt"] == 1
+        and a["outcome"] != "delivered"], timeout=60)
+    assert cut[0]["outcome"] == "failed"
+    assert cut[0]["error"] == "timeout"
+    assert ATTEMPT_TIMEOUT * 1000 - 100 <= cut[0]["latency_ms"] < ATTEMPT_TIMEOUT * 1000 + 2000
 
 
 def test_secret_rotation_signs_with_both_secrets(settings: Settings, stack: Stack,
