@@ -184,3 +184,11 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float = 90.0,
 
 def env_without_meterly() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("METERLY_")}
+
+
+def rss(pid: int) -> int:
+    """The resident memory of process ``pid``, in bytes (``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")

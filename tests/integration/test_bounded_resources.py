@@ -15,13 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
 
 from processors.runtime.settings import Settings
-from tests.stack import Stack, start_stack
+from tests.stack import Stack, rss, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +34,6 @@ IDEMPOTENCY_BOUND = 40 * MiB
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with start_stack(settings, tmp_path_factory.mktemp("stack"), gateways=1) as running:
         yield running
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def _send_body(port: int, head: bytes, body_bytes: int, chunked: bool) -> tuple[int, int]:

@@ -26,6 +26,7 @@ from schemas.topics import WEBHOOK_EVENTS
 from tests.stack import (
     ALL_WORKERS,
     Stack,
+    rss,
     start_stack,
     wait_for_usage,
     wait_until,
@@ -251,13 +252,6 @@ def test_slow_receiver_times_out_as_a_failure(settings: Settings, stack: Stack,
     assert 900 <= first[0]["latency_ms"] < 5000
 
 
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def test_a_400_mb_answer_is_not_read_and_a_dripping_one_is_cut(
         settings: Settings, stack: Stack, receiver: Receiver) -> None:
     dispatcher = next(w for w in stack.workers if w.name == "webhook-dispatcher")
@@ -266,11 +260,11 @@ def test_a_400_mb_answer_is_not_read_and_a_dripping_one_is_cut(
     endpoint, _secret = _endpoint(stack, tenant, receiver.url)
     receiver.mode = "huge"
     receiver.start()
-    before = _rss(dispatcher.proc.pid)
+    before = rss(dispatcher.proc.pid)
     _send_messages(settings, stack, tenant, 1)
     first = _until("the attempt with the 400 MB answer", lambda: [
         a for a in _attempts(stack, tenant, endpoint) if a["attempt"] == 1])
-    grown = _rss(dispatcher.proc.pid) - before
+    grown = rss(dispatcher.proc.pid) - before
     print(f"dispatcher resident memory: {before / MiB:.0f} MiB before, grown "
           f"{grown / MiB:.1f} MiB for a 400 MB answer (bound {ANSWER_BOUND / MiB:.0f} MiB)")
     # Its status was read, and counts: a delivery. Its body was not (64 KiB at most).
