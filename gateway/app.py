@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import console, pages, problems
+from gateway import console, console_oidc, pages, problems
+from gateway.audit import AuditedTopic, AuditLog
 from gateway.auth_throttle import FailureThrottle
 from gateway.guard import RequestGuard
 from gateway.health import Dependencies
@@ -19,14 +21,16 @@ from gateway.json_bodies import JsonBodies
 from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
 from gateway.recent import TenantResponses
-from gateway.routes import admin, files, ingest, invoices, plans, usage, webhooks
+from gateway.routes import admin, files, ingest, invoices, operators, plans, usage, webhooks
 from gateway.runtime import IdempotentResponse, Runtime
 from gateway.usage_sink import UsageSink
 from processors.billing.invoice_store import InvoiceStore
 from processors.kafka.async_producer import AsyncProducer
-from processors.runtime import logs
+from processors.runtime import keyring, logs
 from processors.runtime.operator_token import read_admin_token
 from processors.runtime.settings import Settings, get_settings
+from processors.tenants.audit_store import AuditStore
+from processors.tenants.console_sessions import SessionStore
 from processors.tenants.follower import follow_admin
 from processors.usage.mirror_table import UsageTable
 from processors.usage.progress_table import ProgressTable
@@ -34,7 +38,6 @@ from processors.webhooks.store import WebhookStore
 from schemas.topics import ADMIN, USAGE
 from storage.cassandra import connect
 from storage.object_store import open_object_store
-from storage.signed_links import link_secret
 
 
 class RateLimitHeaders:
@@ -69,6 +72,11 @@ def _answer_bytes(answer: IdempotentResponse | None) -> int:
     return len(answer.body) if answer is not None else 0
 
 
+def _voided(invoices: InvoiceStore, tenant_id: str, invoice_id: str) -> bool:
+    doc = invoices.get(tenant_id, invoice_id)
+    return doc is not None and doc.voided_at is not None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     # uvicorn's worker processes (METERLY_GATEWAY_PROCESSES > 1) start fresh interpreters
     # that call this factory: configure their JSON logs here, not only in the parent.
@@ -90,18 +98,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             kafka_bootstrap, ADMIN.full_name(settings.topic_prefix), producer)
         admin_topic.start()
         cluster, session = connect(cassandra_hosts)
-        secret = link_secret(admin_token)
-        objects = open_object_store(settings, settings.public_base_url, secret)
-        app.state.object_store, app.state.link_secret = objects, secret
+        links = keyring.load(settings, "links")
+        objects = open_object_store(settings, settings.public_base_url, links.current[1])
+        app.state.object_store, app.state.link_secrets = objects, links.secrets
+        invoice_store = InvoiceStore(session, settings.cassandra_keyspace)
+        app.state.voided = functools.partial(_voided, invoice_store)
         usage_table = UsageTable(session, settings.cassandra_keyspace)
+        audit_log = AuditLog(AuditStore(session, settings.cassandra_keyspace))
         app.state.runtime = Runtime(
             settings=settings, admin_token=admin_token, producer=producer,
-            directory=directory, admin_topic=admin_topic,
+            session_keys=keyring.load(settings, "sessions"),
+            secret_keys=keyring.load(settings, "secrets"),
+            directory=directory, admin_topic=AuditedTopic(admin_topic, directory, audit_log),
+            audit=audit_log,
+            sessions=SessionStore(session, settings.cassandra_keyspace, console.SESSION_SECONDS),
             progress=ProgressTable(session, settings.cassandra_keyspace, settings.topic_prefix),
             sink=UsageSink(producer, USAGE.full_name(settings.topic_prefix)),
             usage=usage_table,
             limiter=RateLimiter(settings.gateway_processes),
-            invoices=InvoiceStore(session, settings.cassandra_keyspace), objects=objects,
+            invoices=invoice_store, objects=objects,
             quotas=Quotas(directory, usage_table),
             webhooks=WebhookStore(session, settings.cassandra_keyspace),
             idempotency=TenantResponses(settings.idempotency_bytes_per_tenant,
@@ -130,7 +145,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(invoices.router)
     app.include_router(files.router)
     app.include_router(webhooks.router)
+    app.include_router(operators.router)
     app.include_router(console.router)
+    app.include_router(console_oidc.router)
 
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(JsonBodies)

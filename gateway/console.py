@@ -12,21 +12,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway import pages
+from gateway.audit import ACTOR
 from gateway.charts import daily_bars, days_of
 from gateway.problems import ProblemError
-from gateway.runtime import Runtime, RuntimeDep, tenant_or_404
+from gateway.runtime import Runtime, RuntimeDep, operator_actor, tenant_or_404
 from gateway.services import invoices, tenants, webhooks
+from gateway.services import operators as operator_services
 from gateway.services.usage import read_gaps
-from processors.tenants.core import keys
+from processors.tenants.console_sessions import ConsoleSession
+from processors.tenants.core import keys, operators
+from processors.tenants.core.operators import Actor
 from processors.usage.core.periods import period_bounds, period_of
 from schemas.admin_v1 import TenantStatus
 from schemas.api_v1 import (
@@ -44,29 +49,82 @@ COOKIE = "meterly_console"
 SESSION_SECONDS = 12 * 3600
 
 
-def _session_key(runtime: Runtime) -> bytes:
-    return hashlib.sha256(b"meterly-console\x00" + runtime.admin_token.encode()).digest()
+def _sign(key: bytes, session_id: str) -> str:
+    return hmac.new(key, b"meterly-console-session-v1\n" + session_id.encode(),
+                    hashlib.sha256).hexdigest()
 
 
-def _session_cookie(runtime: Runtime) -> str:
-    issued = str(int(time.time()))
-    sig = hmac.new(_session_key(runtime), issued.encode(), hashlib.sha256).hexdigest()
-    return f"{issued}.{sig}"
+def _session_cookie(runtime: Runtime, session_id: str) -> str:
+    """``<session id>.<HMAC>`` under the newest session key (``processors.runtime.keyring``),
+    a key of its own: neither the operator token nor the link keys can be worked out
+    from a cookie, nor a cookie from them. The session itself is kept in Cassandra
+    (``processors.tenants.console_sessions``), so signing out ends it everywhere."""
+    return f"{session_id}.{_sign(runtime.session_keys.current[1], session_id)}"
 
 
-def _signed_in(request: Request, runtime: Runtime) -> bool:
-    issued, _, sig = request.cookies.get(COOKIE, "").partition(".")
-    if not issued.isdigit() or time.time() - int(issued) > SESSION_SECONDS:
+async def _session(request: Request, runtime: Runtime) -> ConsoleSession | None:
+    """The request's live session: signed by a session key, stored, not signed out, not
+    older than SESSION_SECONDS, and its operator not revoked since."""
+    session_id, _, sig = request.cookies.get(COOKIE, "").partition(".")
+    if not session_id or len(session_id) > 64 or not any(
+            hmac.compare_digest(_sign(key, session_id), sig)
+            for key in runtime.session_keys.secrets):
+        return None
+    found = await run_in_threadpool(runtime.sessions.get, session_id)
+    if found is None or found.revoked_at is not None or \
+            (datetime.now(UTC) - found.created_at).total_seconds() > SESSION_SECONDS:
+        return None
+    if not _still_operator(runtime, found.actor):
+        return None
+    return found
+
+
+def _still_operator(runtime: Runtime, actor: Actor) -> bool:
+    if actor.id == operators.BOOTSTRAP_ID:
+        return runtime.directory.operator(operators.BOOTSTRAP_ID) is None
+    current = runtime.directory.operator(actor.id)
+    return current is not None and current.revoked_at is None
+
+
+def secure(request: Request, runtime: Runtime) -> bool:
+    """Cookies are ``Secure`` whenever the console is reached over TLS: directly, or behind
+    a proxy whose public URL (``METERLY_PUBLIC_URL``) is https."""
+    return request.url.scheme == "https" or \
+        runtime.settings.public_base_url.startswith("https://")
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL, lower-case and without a default
+    port; None for anything else (``null``, a relative path, another scheme)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 80 if parts.scheme == "http" else 443
+    return f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
+
+
+def same_origin(origin: str | None, referer: str | None, accepted: Iterable[str]) -> bool:
+    """A form is from the console's own pages only when the browser says so: its ``Origin``
+    (every current browser sends one on a POST), or failing that its ``Referer``, names one
+    of the ``accepted`` origins, scheme and port included. Neither header: refused."""
+    sent = origin if origin else referer
+    if not sent:
         return False
-    want = hmac.new(_session_key(runtime), issued.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(want, sig)
+    seen = origin_of(sent)
+    return seen is not None and seen in {origin_of(a) for a in accepted}
 
 
-def _same_origin(request: Request) -> bool:
-    """Forms only from the console's own pages (the cookie is SameSite=Strict too)."""
-    origin = request.headers.get("origin") or request.headers.get("referer") or ""
-    host = request.headers.get("host", "")
-    return not origin or origin.split("://", 1)[-1].split("/", 1)[0] == host
+def _same_origin(request: Request, runtime: Runtime) -> bool:
+    """Forms only from the console's own pages (the cookie is SameSite=Strict too): the
+    origin the request came to, or the public URL (``METERLY_PUBLIC_URL``) in front of it."""
+    here = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return same_origin(request.headers.get("origin"), request.headers.get("referer"),
+                       (here, runtime.settings.public_base_url))
 
 
 def _page(name: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
@@ -81,42 +139,91 @@ def _back(path: str, notice: str | None = None, error: str | None = None) -> Red
     return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
 
 
-def _guard(request: Request, runtime: Runtime, post: bool = False) -> Response | None:
-    if not _signed_in(request, runtime):
+async def _guard(request: Request, runtime: Runtime, post: bool = False) -> Response | None:
+    """None when the request may go on: a live session and, for a form, the console's own
+    origin and a role that may change things (every console form takes the admin role;
+    read-only and billing operators see every page)."""
+    session = await _session(request, runtime)
+    if session is None:
         return RedirectResponse("/console/login", status_code=303)
-    if post and not _same_origin(request):
+    request.state.console_actor = session.actor
+    ACTOR.set(session.actor)
+    if post and not _same_origin(request, runtime):
         return HTMLResponse("cross-site form refused", status_code=403)
+    if post and session.actor.role != "admin":
+        return _page("refused.html", request, status=403, title="Not allowed",
+                     error=f"Signed in as {session.actor.name} ({session.actor.role}): "
+                     "changes in the console take the admin role.")
     return None
 
 
+def login_page_response(request: Request, runtime: Runtime, status: int = 200,
+                        error: str | None = None) -> HTMLResponse:
+    """The sign-in page (with "Sign in with SSO" when OpenID Connect is configured)."""
+    return _page("login.html", request, status=status, title="Sign in", signed_in=False,
+                 error=error, sso=bool(runtime.settings.oidc_issuer))
+
+
 @router.get("/login", response_class=HTMLResponse)
-async def login_page(request: Request) -> HTMLResponse:
-    return _page("login.html", request, title="Sign in", signed_in=False)
+async def login_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
+    return login_page_response(request, runtime)
 
 
 @router.post("/login")
 async def login(request: Request, runtime: RuntimeDep,
                 token: Annotated[str, Form()]) -> Response:
+    if not _same_origin(request, runtime):
+        return HTMLResponse("cross-site form refused", status_code=403)
     subject, now = f"console:{request.client.host if request.client else '?'}", time.monotonic()
     wait = runtime.address_failures.retry_after(subject, now)
     if wait is not None:
-        refused = _page("login.html", request, status=429, title="Sign in", signed_in=False,
-                        error=f"Too many failed sign-ins from this address; try again in "
-                        f"{wait} s.")
+        refused = login_page_response(request, runtime, 429, "Too many failed sign-ins from "
+                                      f"this address; try again in {wait} s.")
         refused.headers["Retry-After"] = str(wait)
         return refused
-    if not keys.same_token(token.strip(), runtime.admin_token):
+    actor = _token_actor(runtime, token.strip())
+    if actor is None:
         runtime.address_failures.failed(subject, now)
-        return _page("login.html", request, status=401, title="Sign in", signed_in=False,
-                     error="That is not the operator token.")
+        return login_page_response(request, runtime, 401, "That is not an operator token.")
+    return await signed_in_as(request, runtime, actor)
+
+
+def _token_actor(runtime: Runtime, token: str) -> Actor | None:
+    """The operator ``token`` signs in as: a named operator token, or the bootstrap token
+    unless it was revoked."""
+    if token.startswith(operators.TOKEN_PREFIX):
+        try:
+            return operator_actor(runtime, token)
+        except ProblemError:
+            return None
+    if keys.same_token(token, runtime.admin_token) and \
+            runtime.directory.operator(operators.BOOTSTRAP_ID) is None:
+        return operators.BOOTSTRAP
+    return None
+
+
+async def signed_in_as(request: Request, runtime: Runtime, actor: Actor) -> Response:
+    """Start a console session for ``actor``: stored, audited, and its cookie set."""
+    made = await run_in_threadpool(runtime.sessions.create, actor)
+    ACTOR.set(actor)
+    await runtime.audit.record("console.signed_in", f"operator:{actor.id}", None)
     answer = RedirectResponse("/console", status_code=303)
-    answer.set_cookie(COOKIE, _session_cookie(runtime), max_age=SESSION_SECONDS,
-                      httponly=True, samesite="strict", path="/console")
+    answer.set_cookie(COOKIE, _session_cookie(runtime, made.id), max_age=SESSION_SECONDS,
+                      httponly=True, samesite="strict", path="/console",
+                      secure=secure(request, runtime))
     return answer
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request, runtime: RuntimeDep) -> Response:
+    if not _same_origin(request, runtime):
+        return HTMLResponse("cross-site form refused", status_code=403)
+    session = await _session(request, runtime)
+    if session is not None:
+        # Ended on the server: the cookie, if it was copied, no longer signs anyone in.
+        await run_in_threadpool(runtime.sessions.revoke, session.id)
+        ACTOR.set(session.actor)
+        await runtime.audit.record("console.signed_out", f"operator:{session.actor.id}", None)
     answer = RedirectResponse("/console/login", status_code=303)
     answer.delete_cookie(COOKIE, path="/console")
     return answer
@@ -124,7 +231,7 @@ async def logout() -> Response:
 
 @router.get("", response_class=HTMLResponse)
 async def tenants_page(request: Request, runtime: RuntimeDep) -> Response:
-    if (refused := _guard(request, runtime)) is not None:
+    if (refused := await _guard(request, runtime)) is not None:
         return refused
     tenants = sorted(runtime.directory.tenants(), key=lambda t: t.created_at, reverse=True)
     plans = runtime.directory.plan_names()
@@ -137,7 +244,7 @@ async def create_tenant(request: Request, runtime: RuntimeDep,
                         name: Annotated[str, Form()], billing_email: Annotated[str, Form()],
                         currency: Annotated[str, Form()],
                         plan: Annotated[str, Form()] = "") -> Response:
-    if (refused := _guard(request, runtime, post=True)) is not None:
+    if (refused := await _guard(request, runtime, post=True)) is not None:
         return refused
     try:
         body = TenantCreate(name=name, billing_email=billing_email, currency=currency,
@@ -153,7 +260,7 @@ async def create_tenant(request: Request, runtime: RuntimeDep,
 @router.post("/tenants/{tenant_id}/status/{action}")
 async def tenant_action(tenant_id: str, action: str, request: Request,
                         runtime: RuntimeDep) -> Response:
-    if (refused := _guard(request, runtime, post=True)) is not None:
+    if (refused := await _guard(request, runtime, post=True)) is not None:
         return refused
     if action not in ("suspend", "reactivate"):
         return HTMLResponse("unknown action", status_code=404)
@@ -164,7 +271,7 @@ async def tenant_action(tenant_id: str, action: str, request: Request,
 
 @router.get("/tenants/{tenant_id}", response_class=HTMLResponse)
 async def tenant_page(tenant_id: str, request: Request, runtime: RuntimeDep) -> Response:
-    if (refused := _guard(request, runtime)) is not None:
+    if (refused := await _guard(request, runtime)) is not None:
         return refused
     return await _tenant_view(request, runtime, tenant_id, None)
 
@@ -205,7 +312,7 @@ async def invoice_pdf(tenant_id: str, inv_id: str, request: Request, runtime: Ru
                       download: bool = False) -> Response:
     """The invoice's PDF from the console's own origin, whatever the object store (an S3
     link would be another origin, which the pages' Content-Security-Policy does not frame)."""
-    if (refused := _guard(request, runtime)) is not None:
+    if (refused := await _guard(request, runtime)) is not None:
         return refused
     doc = await invoices.invoice_or_404(runtime, tenant_id, inv_id)
     if doc.pdf_key is None:
@@ -220,7 +327,7 @@ async def invoice_pdf(tenant_id: str, inv_id: str, request: Request, runtime: Ru
 @router.post("/tenants/{tenant_id}/keys")
 async def create_key(tenant_id: str, request: Request, runtime: RuntimeDep,
                      name: Annotated[str, Form()] = "default") -> Response:
-    if (refused := _guard(request, runtime, post=True)) is not None:
+    if (refused := await _guard(request, runtime, post=True)) is not None:
         return refused
     made = await tenants.create_key(runtime, tenant_id, KeyCreate(name=name or "default").name)
     # Shown once, in this answer only: never in a URL (history, logs, Referer).
@@ -230,7 +337,7 @@ async def create_key(tenant_id: str, request: Request, runtime: RuntimeDep,
 @router.post("/tenants/{tenant_id}/keys/{key_id}/{action}")
 async def key_action(tenant_id: str, key_id: str, action: str, request: Request,
                      runtime: RuntimeDep) -> Response:
-    if (refused := _guard(request, runtime, post=True)) is not None:
+    if (refused := await _guard(request, runtime, post=True)) is not None:
         return refused
     if action == "revoke":
         await tenants.revoke_key(runtime, tenant_id, key_id)
@@ -244,7 +351,7 @@ async def key_action(tenant_id: str, key_id: str, action: str, request: Request,
 @router.post("/tenants/{tenant_id}/webhooks")
 async def create_webhook(tenant_id: str, request: Request, runtime: RuntimeDep,
                          url: Annotated[str, Form()]) -> Response:
-    if (refused := _guard(request, runtime, post=True)) is not None:
+    if (refused := await _guard(request, runtime, post=True)) is not None:
         return refused
     try:
         made = await webhooks.create_webhook(
@@ -260,7 +367,7 @@ async def create_webhook(tenant_id: str, request: Request, runtime: RuntimeDep,
 @router.post("/tenants/{tenant_id}/webhooks/{endpoint_id}/{action}")
 async def webhook_action(tenant_id: str, endpoint_id: str, action: str, request: Request,
                          runtime: RuntimeDep) -> Response:
-    if (refused := _guard(request, runtime, post=True)) is not None:
+    if (refused := await _guard(request, runtime, post=True)) is not None:
         return refused
     if action not in ("enable", "disable"):
         return HTMLResponse("unknown action", status_code=404)
@@ -272,7 +379,7 @@ async def webhook_action(tenant_id: str, endpoint_id: str, action: str, request:
 @router.post("/tenants/{tenant_id}/webhooks/{endpoint_id}/replay/{message_id}")
 async def replay(tenant_id: str, endpoint_id: str, message_id: str, request: Request,
                  runtime: RuntimeDep) -> Response:
-    if (refused := _guard(request, runtime, post=True)) is not None:
+    if (refused := await _guard(request, runtime, post=True)) is not None:
         return refused
     await webhooks.replay_delivery(runtime, tenant_id, endpoint_id, message_id)
     return _back(f"/console/tenants/{tenant_id}", notice=f"Message {message_id} replayed.")
@@ -280,7 +387,7 @@ async def replay(tenant_id: str, endpoint_id: str, message_id: str, request: Req
 
 @router.get("/dead-letter", response_class=HTMLResponse)
 async def dead_letter_page(request: Request, runtime: RuntimeDep) -> Response:
-    if (refused := _guard(request, runtime)) is not None:
+    if (refused := await _guard(request, runtime)) is not None:
         return refused
     dead = await webhooks.list_dead_letters(runtime, 200)
     return _page("dead_letter.html", request, title="Dead letters", dead=dead)
@@ -288,7 +395,19 @@ async def dead_letter_page(request: Request, runtime: RuntimeDep) -> Response:
 
 @router.post("/dead-letter/replay")
 async def replay_dead_letters(request: Request, runtime: RuntimeDep) -> Response:
-    if (refused := _guard(request, runtime, post=True)) is not None:
+    if (refused := await _guard(request, runtime, post=True)) is not None:
         return refused
     done = await webhooks.replay_dead_letters(runtime, DeadLetterReplay())
     return _back("/console/dead-letter", notice=f"Replayed {done.replayed} deliveries.")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_page(request: Request, runtime: RuntimeDep, cursor: str | None = None) -> Response:
+    if (refused := await _guard(request, runtime)) is not None:
+        return refused
+    try:
+        page = await operator_services.audit_page(runtime, 100, cursor, None, None)
+    except ProblemError as exc:
+        return _back("/console/audit", error=exc.detail)
+    return _page("audit.html", request, title="Audit log", entries=page.data,
+                 next_cursor=page.next_cursor)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from starlette.types import Scope
 
+from gateway.audit import ACTOR, AuditedTopic, AuditLog
 from gateway.auth_throttle import FailureThrottle
 from gateway.problems import ProblemError
 from gateway.quotas import Quotas
@@ -20,10 +21,12 @@ from gateway.recent import Recent, TenantResponses
 from gateway.usage_sink import UsageSink
 from processors.billing.invoice_store import InvoiceStore
 from processors.kafka.async_producer import AsyncProducer
+from processors.runtime.keyring import Keys
 from processors.runtime.settings import Settings
-from processors.tenants.core import keys
+from processors.tenants.console_sessions import SessionStore
+from processors.tenants.core import keys, operators
 from processors.tenants.core.directory import Directory
-from processors.tenants.follower import AdminTopic
+from processors.tenants.core.operators import Actor
 from processors.usage.mirror_table import UsageTable
 from processors.usage.progress_table import ProgressTable
 from processors.webhooks.store import WebhookStore
@@ -45,7 +48,8 @@ class Runtime:
     producer: AsyncProducer
     #: Tenants, keys, plans, ...: read here; changed through ``admin_topic.publish``.
     directory: Directory
-    admin_topic: AdminTopic
+    #: The admin topic, each change recorded in the audit log as it is published.
+    admin_topic: AuditedTopic
     sink: UsageSink
     usage: UsageTable
     #: The billing workers' close barriers: ``complete_through`` and ``billing status``.
@@ -58,6 +62,11 @@ class Runtime:
     #: Answers for replay to a retry with the same ``Idempotency-Key``, by tenant and key;
     #: ``None`` while the first request runs.
     idempotency: TenantResponses[IdempotentResponse | None]
+    #: Console session keys, and the keys sealing webhook signing secrets (newest first).
+    session_keys: Keys
+    secret_keys: Keys
+    audit: AuditLog
+    sessions: SessionStore
     #: Identities this process saw accepted, for ``duplicate`` receipts.
     recent_ids: Recent[bytes, bool] = field(default_factory=lambda: Recent(200_000))
     last_used: dict[str, float] = field(default_factory=dict)
@@ -92,6 +101,8 @@ class Principal:
     tenant: Tenant | None = None
     #: The key's RateLimit-* headers, added to the answer (``gateway.app.RateLimitHeaders``).
     rate_headers: dict[str, str] | None = None
+    #: Who this is in the audit log; an operator's carries its role.
+    actor: Actor | None = None
 
 
 def _bearer(authorization: str) -> str:
@@ -135,11 +146,18 @@ def authenticate(runtime: Runtime, authorization: str, client: str) -> Principal
 
 def _principal(runtime: Runtime, authorization: str) -> Principal:
     token = _bearer(authorization)
+    if token.startswith(operators.TOKEN_PREFIX):
+        return Principal("operator", actor=operator_actor(runtime, token))
     if not token.startswith(keys.PREFIX):
         if keys.same_token(token, runtime.admin_token):
-            return Principal("operator")
+            if runtime.directory.operator(operators.BOOTSTRAP_ID) is not None:
+                raise ProblemError(401, "unauthenticated", "Authentication required",
+                                   "the bootstrap operator token (METERLY_ADMIN_TOKEN) was "
+                                   "revoked; use a named operator token",
+                                   headers={"WWW-Authenticate": "Bearer"})
+            return Principal("operator", actor=operators.BOOTSTRAP)
         raise ProblemError(401, "unauthenticated", "Authentication required",
-                           "the token is neither the operator token nor an API key",
+                           "the token is neither an operator token nor an API key",
                            headers={"WWW-Authenticate": "Bearer"})
     key = runtime.directory.key_by_hash(keys.key_hash(token)) if keys.looks_like_key(
         token) else None
@@ -165,7 +183,20 @@ def _principal(runtime: Runtime, authorization: str) -> Principal:
                            headers=decision.headers()
                            | {"Retry-After": str(decision.retry_after)})
     runtime.last_used[key.id] = time.time()
-    return Principal("tenant", tenant, decision.headers())
+    return Principal("tenant", tenant, decision.headers(),
+                     Actor("tenant-key", key.id, f"{key.name} ({key.prefix}...)"))
+
+
+def operator_actor(runtime: Runtime, token: str) -> Actor:
+    """The operator whose named token ``token`` is, or the 401 refusing it."""
+    found = runtime.directory.operator_by_hash(keys.key_hash(token)) if \
+        operators.looks_like_token(token) else None
+    if found is None or found.revoked_at is not None:
+        raise ProblemError(401, "unauthenticated", "Authentication required",
+                           "the operator token is unknown" if found is None else
+                           "the operator token was revoked",
+                           headers={"WWW-Authenticate": "Bearer"})
+    return Actor("operator", found.id, found.name, found.role)
 
 
 def request_principal(request: Request, runtime: Runtime) -> Principal:
@@ -182,14 +213,23 @@ def request_principal(request: Request, runtime: Runtime) -> Principal:
 def remember(scope: Scope, principal: Principal) -> None:
     state = scope.setdefault("state", {})
     state["principal"] = principal
+    ACTOR.set(principal.actor)
     if principal.rate_headers:
         state["rate_headers"] = principal.rate_headers
 
 
 async def require_operator(request: Request, runtime: RuntimeDep) -> None:
-    if request_principal(request, runtime).kind != "operator":
+    """An operator whose role may call this route (``processors.tenants.core.operators``)."""
+    principal = request_principal(request, runtime)
+    if principal.kind != "operator" or principal.actor is None or \
+            principal.actor.role is None:
         raise ProblemError(403, "forbidden", "Forbidden",
-                           "a tenant API key is never accepted as the operator token")
+                           "a tenant API key is never accepted as an operator token")
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    if not operators.permitted(principal.actor.role, request.method, path):
+        raise ProblemError(403, "role-forbidden", "Role may not do this",
+                           operators.refusal(principal.actor.role, request.method, path))
 
 
 async def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:

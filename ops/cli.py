@@ -91,7 +91,9 @@ def cmd_gateway(_args: argparse.Namespace) -> int:
         port=settings.port,
         workers=processes if processes > 1 else None,
         loop="uvloop",
-        http="httptools",
+        # httptools with deadlines for slow headers and bodies (slowloris).
+        http="gateway.server:DeadlineHttpToolsProtocol",
+        limit_concurrency=settings.max_connections,
         log_config=None,
         access_log=False,
     )
@@ -154,11 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("prepare", help="create topics and apply Cassandra migrations").set_defaults(
         func=cmd_prepare
     )
-    from ops import cli_admin, cli_billing, doctor
+    from ops import cli_admin, cli_billing, cli_secrets, doctor
 
     doctor.add_parser(sub)
     cli_billing.add_parser(sub)
     cli_admin.add_parsers(sub)
+    cli_secrets.add_parser(sub)
     try:
         from ops import demo
     except ImportError:  # an installed Meterly: the demo ships with the checkout only

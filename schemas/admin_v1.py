@@ -1,10 +1,10 @@
 """``admin.v1`` records: tenants, API keys, plans, plan assignments, credits, webhooks.
 
 One compacted record per entity. Key ``tenant:<id>``, ``key:<id>``, ``plan:<name>:<version>``
-(plan versions are immutable), ``subscription:<tenant id>``, ``credit:<id>`` or
-``webhook:<id>``; value JSON with ``"v": 1`` and ``"kind"``. Every gateway process reads the
-whole topic into memory at start and follows its tail, which is how a new or revoked key
-reaches every process within a second. Times are RFC 3339 UTC strings.
+(plan versions are immutable), ``subscription:<tenant id>``, ``credit:<id>``,
+``webhook:<id>`` or ``operator:<id>``; value JSON with ``"v": 1`` and ``"kind"``. Every
+gateway process reads the whole topic into memory at start and follows its tail, which is
+how a new or revoked key reaches every process within a second. Times are RFC 3339 UTC strings.
 """
 
 from __future__ import annotations
@@ -116,7 +116,9 @@ class CreditRecord:
 
 @dataclass(frozen=True)
 class SigningSecret:
-    #: ``whsec_...``; kept because signing needs it (unlike API keys, which are hashed).
+    #: Sealed (``mse1.<key id>...``, processors.webhooks.core.sealing): kept because signing
+    #: needs it back (unlike API keys, which are hashed). Records written before 2026-12-07
+    #: hold the ``whsec_...`` secret itself.
     secret: str
     #: Set on the old secret when rotated: deliveries carry both signatures until then.
     expires_at: str | None = None
@@ -142,10 +144,36 @@ class WebhookEndpoint:
         return f"webhook:{self.id}".encode()
 
 
-AdminEntity = Tenant | ApiKey | PlanVersion | Subscription | CreditRecord | WebhookEndpoint
+OperatorRole = Literal["admin", "billing", "read-only"]
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A named operator identity: an operator API token (``mot_...``, only its SHA-256 kept)
+    or, with ``email``, whoever signs in to the console with OpenID Connect as that address.
+    ``id`` ``bootstrap`` is the token of METERLY_ADMIN_TOKEN; its record exists only once
+    that token was revoked."""
+
+    id: str
+    name: str
+    role: OperatorRole
+    created_at: str
+    updated_at: str
+    prefix: str | None = None
+    hash: str | None = None
+    email: str | None = None
+    revoked_at: str | None = None
+
+    @property
+    def record_key(self) -> bytes:
+        return f"operator:{self.id}".encode()
+
+
+AdminEntity = (Tenant | ApiKey | PlanVersion | Subscription | CreditRecord | WebhookEndpoint
+               | Operator)
 _KINDS: dict[type, str] = {Tenant: "tenant", ApiKey: "api_key", PlanVersion: "plan",
                            Subscription: "subscription", CreditRecord: "credit",
-                           WebhookEndpoint: "webhook_endpoint"}
+                           WebhookEndpoint: "webhook_endpoint", Operator: "operator"}
 
 
 def encode(entity: AdminEntity) -> bytes:
@@ -179,6 +207,8 @@ def decode(raw: bytes) -> AdminEntity:
         return _known(Subscription, doc)
     if kind == "credit":
         return _known(CreditRecord, doc)
+    if kind == "operator":
+        return _known(Operator, doc)
     if kind == "webhook_endpoint":
         doc["event_types"] = tuple(doc["event_types"])
         doc["secrets"] = tuple(_known(SigningSecret, x) for x in doc["secrets"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -417,3 +417,46 @@ class DeadLetterPublic(BaseModel):
     endpoint_id: str
     attempts: int
     last_error: str | None
+
+
+OperatorRoleName = Literal["admin", "billing", "read-only"]
+
+
+class OperatorCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    role: OperatorRoleName
+    email: str | None = Field(
+        default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$",
+        description="an operator who signs in to the console with OpenID Connect as this "
+                    "address; without it, a named operator token is made")
+
+
+class OperatorPublic(BaseModel):
+    id: str
+    name: str
+    role: OperatorRoleName
+    prefix: str | None = Field(description="the token's first characters (token operators)")
+    email: str | None
+    created_at: str
+    revoked_at: str | None
+
+
+class OperatorCreated(OperatorPublic):
+    token: str | None = Field(description="the raw operator token; shown once, store it now")
+
+
+class AuditEntryPublic(BaseModel):
+    id: str
+    at: str
+    actor: dict[str, str] = Field(description="kind (operator, tenant-key, system), id and name")
+    action: str
+    target: str
+    tenant_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    data: list[AuditEntryPublic]
+    next_cursor: str | None

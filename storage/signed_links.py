@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 
 # Versioned and purpose-bound, so a signature made for something else never verifies here.
 _CONTEXT = b"meterly-file-link-v1\n"
-
-
-def link_secret(admin_token: str) -> bytes:
-    """The key that signs PDF download links, derived from the operator token: one secret
-    less to manage, and rotating the token also invalidates outstanding links."""
-    return hashlib.sha256(b"meterly-file-links\x00" + admin_token.encode()).digest()
 
 
 def _message(key: str, expires_at: int) -> bytes:
@@ -32,8 +27,11 @@ def sign(key: str, expires_at: int, secret: bytes) -> str:
     return hmac.new(secret, _message(key, expires_at), hashlib.sha256).hexdigest()
 
 
-def verify(key: str, expires_at: int, signature: str, secret: bytes, now: float) -> str | None:
-    """None when the link is valid at ``now``; otherwise why not: "bad signature" or "expired".
+def verify(key: str, expires_at: int, signature: str, secret: bytes, now: float,
+           max_lifetime: float | None = None) -> str | None:
+    """None when the link is valid at ``now``; otherwise why not: "bad signature", "expired",
+    or "too long" (it expires more than ``max_lifetime`` seconds after ``now``, which no link
+    signed with that limit can).
 
     The signature is checked first, so a link whose expiry was pushed back reads as forged,
     not as expired. The comparison takes the same time wherever the first difference is.
@@ -43,4 +41,17 @@ def verify(key: str, expires_at: int, signature: str, secret: bytes, now: float)
         return "bad signature"
     if now >= expires_at:
         return "expired"
+    if max_lifetime is not None and expires_at - now > max_lifetime:
+        return "too long"
     return None
+
+
+def verify_any(key: str, expires_at: int, signature: str, secrets: Sequence[bytes],
+               now: float, max_lifetime: float | None = None) -> str | None:
+    """``verify`` against each of ``secrets`` (the link keys, newest first, so links signed
+    before a rotation keep working): the verdict of the key that signed it, if any did."""
+    for secret in secrets:
+        why = verify(key, expires_at, signature, secret, now, max_lifetime)
+        if why != "bad signature":
+            return why
+    return "bad signature"

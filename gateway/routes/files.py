@@ -9,10 +9,14 @@ Wiring: the route reads the store and the signing secret from the application's 
 the app that includes ``router`` must set, before serving (e.g. in its lifespan)::
 
     app.state.object_store = open_object_store(settings, base_url, secret)  # an ObjectStore
-    app.state.link_secret = secret                                        # bytes
+    app.state.link_secrets = keys.secrets  # bytes, newest first (processors.runtime.keyring)
+    app.state.voided = is_voided  # optional: (tenant_id, invoice_id) -> bool, blocking
 
 and install ``gateway.problems`` so failures are RFC 9457 problems: 403 ``link-expired``
-or ``link-invalid``, 404 ``file-not-found``.
+or ``link-invalid``, 404 ``file-not-found``, 410 ``invoice-voided`` (a link to an invoice's
+PDF once the invoice is voided; the voided copy, stamped VOID, keeps its own links).
+A link that claims to last longer than ``MAX_LINK_LIFETIME`` is refused as invalid even when
+its signature matches, so a leaked signing key cannot mint links that outlive its rotation.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway.problems import ProblemError
+from processors.billing.core.pdf_keys import invoice_of
 from storage import signed_links
-from storage.object_store import ObjectNotFoundError, ObjectStore
+from storage.object_store import MAX_LINK_LIFETIME, ObjectNotFoundError, ObjectStore
 
 router = APIRouter(prefix="/v1", tags=["files"])
 
@@ -44,14 +49,24 @@ async def download(request: Request, key: str, expires: str | None = None,
     if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
         raise _invalid("the link's expires parameter is not a Unix time")
     expires_at = int(expires)
-    secret: bytes = request.app.state.link_secret
+    secrets: tuple[bytes, ...] = request.app.state.link_secrets
     now = time.time()
-    why = signed_links.verify(key, expires_at, signature, secret, now)
+    why = signed_links.verify_any(key, expires_at, signature, secrets, now,
+                                  MAX_LINK_LIFETIME.total_seconds())
     if why == "expired":
         raise ProblemError(403, "link-expired", "Download link expired",
                            "this link has expired; ask for a new one")
+    if why == "too long":
+        raise _invalid("the link claims to last longer than any link Meterly signs (7 days)")
     if why is not None:
         raise _invalid("the link's signature does not match its file and expiry")
+    pdf = invoice_of(key)
+    voided = getattr(request.app.state, "voided", None)
+    if pdf is not None and not pdf.void and voided is not None and \
+            await run_in_threadpool(voided, pdf.tenant_id, pdf.invoice_id):
+        raise ProblemError(410, "invoice-voided", "Invoice voided",
+                           f"invoice {pdf.invoice_id} was voided, so links to its PDF no longer "
+                           "work; the invoice's pdf_url now gives the copy stamped VOID")
     store: ObjectStore = request.app.state.object_store
     try:
         data = await run_in_threadpool(store.get, key)

@@ -40,24 +40,9 @@ from schemas.usage_v1 import UsageEvent
 router = APIRouter(prefix="/v1", tags=["ingest"])
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1 << 20
 MAX_EVENTS = 1000
 BATCH_TYPES = ("application/json", "application/cloudevents-batch+json")
 SINGLE_TYPE = "application/cloudevents+json"
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise ProblemError(413, "payload-too-large", "Payload too large",
-                           f"the body is {declared} bytes; the limit is {MAX_BODY}")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise ProblemError(413, "payload-too-large", "Payload too large",
-                               f"the body exceeds the limit of {MAX_BODY} bytes")
-    return body
 
 
 #: A quantity's number literal, in document order (``exact_quantities``).
@@ -128,7 +113,8 @@ def _parse_events(content_type: str, body: bytes) -> list[Any]:
 async def ingest_events(request: Request, tenant: CurrentTenant,
                         runtime: RuntimeDep) -> Response:
     """Report usage as CloudEvents 1.0 (structured JSON): an array, or one event."""
-    body = await _read_body(request)
+    # Bounded by gateway.guard.RequestGuard (METERLY_MAX_BODY_BYTES) while it was read.
+    body = await request.body()
     idem = request.headers.get("idempotency-key")
     idem_slot = (tenant.id, idem) if idem else None
     digest = body_hash(body)

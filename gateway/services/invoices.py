@@ -15,6 +15,7 @@ import hmac
 import logging
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -126,6 +127,11 @@ async def close_period(runtime: Runtime, body: CloseRequest, cid: str) -> CloseA
                            headers={"Retry-After": "1"}) from None
     log.info("period close requested", extra={"correlation_id": cid, "period": body.period,
                                               "tenants": len(tenant_ids)})
+    await runtime.audit.record(
+        "billing.close_requested", f"period:{body.period}",
+        tenant_ids[0] if body.tenant_ids is not None and len(tenant_ids) == 1 else None,
+        orjson.dumps({"period": body.period, "tenants": tenant_ids,
+                      "correlation_id": cid}).decode())
     return CloseAccepted(period=body.period,
                          invoices={t: invoice_id(t, body.period) for t in tenant_ids})
 
@@ -181,6 +187,8 @@ async def void_invoice(runtime: Runtime, tenant_id: str, inv_id: str) -> Invoice
         await runtime.producer.send(
             WEBHOOK_EVENTS.full_name(runtime.settings.topic_prefix),
             webhooks_v1.encode_message(messages.voided(doc)), key=tenant_id.encode())
+        await runtime.audit.record("invoice.voided", f"invoice:{inv_id}", tenant_id,
+                                   orjson.dumps({"number": doc.number}).decode())
     return invoice_public(runtime, doc)
 
 

@@ -20,7 +20,7 @@ from schemas.api_v1 import (
     TenantUpdate,
 )
 from schemas.currencies import CURRENCIES
-from schemas.rfc3339 import now_text, time_text
+from schemas.rfc3339 import now_text, parse_time, time_text
 
 
 def tenant_public(t: Tenant) -> TenantPublic:
@@ -135,7 +135,16 @@ async def rotate_key(runtime: Runtime, tenant_id: str, key_id: str,
     if old.revoked_at is not None:
         raise ProblemError(409, "key-revoked", "API key revoked",
                            "a revoked key cannot be rotated; create a new key instead")
+    now = datetime.now(UTC)
+    ends = None if old.expires_at is None else parse_time(old.expires_at)
+    if ends is not None and ends <= now:
+        raise ProblemError(409, "key-expired", "API key expired",
+                           f"key {key_id} expired at {old.expires_at}; an expired key cannot be "
+                           "rotated back to life: create a new key instead")
     created = await _new_key(runtime, tenant_or_404(runtime, tenant_id), old.name)
-    until = datetime.now(UTC) + timedelta(seconds=overlap_seconds)
+    until = now + timedelta(seconds=overlap_seconds)
+    if ends is not None:
+        # A key already rotated keeps the end it has, or an earlier one: never a later one.
+        until = min(until, ends)
     await runtime.admin_topic.publish(replace(old, expires_at=time_text(until)))
     return created

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 
 from gateway.problems import ProblemError
@@ -74,6 +75,10 @@ async def replay_ingest_dead_letters(runtime: Runtime, body: IngestReplay) -> Re
     done = await run_in_threadpool(
         replay, runtime.settings.kafka_bootstrap,
         INGEST.full_name(runtime.settings.topic_prefix), chosen)
+    await runtime.audit.record(
+        "ingest.dead_letters_replayed", "topic:ingest-dead-letter", body.tenant_id,
+        orjson.dumps({"filters": body.model_dump(exclude_none=True),
+                      "replayed": done}).decode())
     return ReplayResult(replayed=done)
 
 

@@ -1,8 +1,8 @@
 """Webhook endpoints, their delivery log, replays and the dead-letter topic.
 
 An endpoint's signing secret (``whsec_...``) is returned once, when the endpoint is created
-or its secret rotated. During a rotation both secrets sign every delivery, so receivers can
-switch at their own pace.
+or its secret rotated; the admin topic keeps it sealed (``processors.webhooks.core.sealing``).
+During a rotation both secrets sign every delivery, so receivers can switch at their own pace.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.problems import ProblemError
 from gateway.runtime import Runtime, tenant_or_404
 from processors.kafka.async_producer import DeliveryFailed
+from processors.webhooks.core.sealing import seal
 from processors.webhooks.core.signing import new_secret
 from processors.webhooks.core.ssrf import UrlRefused, check_url, parse_networks
 from processors.webhooks.dead_letters import read_dead_letters
@@ -67,6 +68,11 @@ async def _checked_url(runtime: Runtime, url: str) -> str:
     return url
 
 
+def _sealed(runtime: Runtime, secret: str, endpoint_id: str) -> SigningSecret:
+    """The secret as the admin topic keeps it: sealed under the newest secret key."""
+    return SigningSecret(seal(secret, endpoint_id, *runtime.secret_keys.current))
+
+
 def _event_types(types: list[str] | None) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(types)) if types else EVENT_TYPES
     unknown = [t for t in chosen if t not in EVENT_TYPES]
@@ -102,10 +108,11 @@ async def create_webhook(runtime: Runtime, tenant_id: str,
     tenant_or_404(runtime, tenant_id)
     url = await _checked_url(runtime, str(body.url))
     now = now_text()
-    secret = new_secret()
+    secret, endpoint_id = new_secret(), f"we_{secrets.token_hex(8)}"
     endpoint = WebhookEndpoint(
-        id=f"we_{secrets.token_hex(8)}", tenant_id=tenant_id, url=url,
-        event_types=_event_types(body.event_types), secrets=(SigningSecret(secret),),
+        id=endpoint_id, tenant_id=tenant_id, url=url,
+        event_types=_event_types(body.event_types),
+        secrets=(_sealed(runtime, secret, endpoint_id),),
         created_at=now, updated_at=now, enabled=body.enabled, description=body.description)
     await runtime.admin_topic.publish(endpoint)
     public = await webhook_public(runtime, endpoint)
@@ -159,7 +166,8 @@ async def rotate_secret(runtime: Runtime, tenant_id: str, endpoint_id: str,
         SigningSecret(s.secret, s.expires_at or until) for s in endpoint.secrets
         if s.expires_at is None or parse_time(s.expires_at) > now)
     secret = new_secret()
-    updated = replace(endpoint, secrets=(SigningSecret(secret), *kept), updated_at=now_text())
+    updated = replace(endpoint, secrets=(_sealed(runtime, secret, endpoint.id), *kept),
+                      updated_at=now_text())
     await runtime.admin_topic.publish(updated)
     public = await webhook_public(runtime, updated)
     return WebhookCreated(**public.model_dump(), secret=secret)
@@ -204,6 +212,8 @@ async def replay_delivery(runtime: Runtime, tenant_id: str, endpoint_id: str,
     doc = orjson.loads(body)
     message = Message(message_id, event_type, tenant_id, doc["timestamp"], doc["data"])
     await _redeliver(runtime, [Delivery(message, endpoint.id, 0, 0)])
+    await runtime.audit.record("webhook.message_replayed", f"webhook:{endpoint.id}",
+                               tenant_id, orjson.dumps({"message_id": message_id}).decode())
     return ReplayResult(replayed=1)
 
 
@@ -236,4 +246,8 @@ async def replay_dead_letters(runtime: Runtime, body: DeadLetterReplay) -> Repla
     chosen = list({(d.message.id, d.endpoint_id): d for d in found if _matches(d, body)}
                   .values())
     await _redeliver(runtime, chosen)
+    await runtime.audit.record(
+        "webhook.dead_letters_replayed", "topic:webhook-dead-letter", body.tenant_id,
+        orjson.dumps({"filters": body.model_dump(exclude_none=True),
+                      "replayed": len(chosen)}).decode())
     return ReplayResult(replayed=len(chosen))

@@ -37,6 +37,7 @@ from processors.billing import invoice_codec
 from processors.billing.core import messages
 from processors.billing.core.invoice import InvoiceDocument
 from processors.billing.core.invoice_pdf import render_invoice_pdf
+from processors.billing.core.pdf_keys import pdf_key, void_pdf_key
 from processors.billing.invoice_store import InvoiceStore
 from processors.kafka.faust_app import (
     bytes_topic,
@@ -47,25 +48,16 @@ from processors.kafka.faust_app import (
 )
 from processors.kafka.invalid import invalid_record
 from processors.kafka.transactions import exit_now, idempotent_producer
-from processors.runtime.operator_token import read_admin_token
+from processors.runtime import keyring
 from processors.runtime.settings import Settings
 from schemas import webhooks_v1
 from schemas.topics import INVOICES, WEBHOOK_EVENTS
 from storage.cassandra import connect
 from storage.object_store import ObjectStore, open_object_store, put_all
-from storage.signed_links import link_secret
 
 log = logging.getLogger(__name__)
 BATCH = 200
 RENDERED = Counter("meterly_invoice_pdfs_rendered_total", "invoice PDFs rendered and stored")
-
-
-def pdf_key(tenant_id: str, invoice_id: str) -> str:
-    return f"invoices/{tenant_id}/{invoice_id}.pdf"
-
-
-def void_pdf_key(tenant_id: str, invoice_id: str) -> str:
-    return f"invoices/{tenant_id}/{invoice_id}-void.pdf"
 
 
 def announce(producer: Producer, topic: str, objects: ObjectStore,
@@ -162,7 +154,7 @@ def run_worker(settings: Settings) -> None:
     cluster, session = connect(settings.cassandra_hosts)
     store = InvoiceStore(session, settings.cassandra_keyspace)
     objects = open_object_store(settings, settings.public_base_url,
-                                link_secret(read_admin_token(settings)))
+                                keyring.load(settings, "links").current[1])
     assert settings.kafka_bootstrap
     producer = idempotent_producer(settings.kafka_bootstrap)
     try:

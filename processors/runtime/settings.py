@@ -33,10 +33,29 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)
     #: The operator's bearer token. Unset: ``meterly run`` generates one in <home>/admin-token.
     admin_token: str | None = Field(default=None, min_length=16)
+    #: Keys by purpose, "id:base64url-of-32-bytes,..." newest first (processors.runtime.
+    #: keyring): download-link signing, console sessions, and the key-encryption keys that
+    #: seal webhook signing secrets. Unset: generated once in <home>/keys.json (mode 0600).
+    #: Set them (the same on every host) when Meterly runs on more than one machine.
+    link_keys: str | None = None
+    session_keys: str | None = None
+    secret_keys: str | None = None
+    #: OpenID Connect sign-in to the console (gateway.oidc): the issuer URL, this client's id
+    #: and secret at the provider. Unset: the console takes operator tokens only.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid email profile"
     #: Default token-bucket refill per second for each API key; a tenant may override it.
     rate_limit_per_second: int = Field(default=1000, ge=1)
     #: The largest request body the gateway reads, on any route (413 beyond it).
     max_body_bytes: int = Field(default=2**20, ge=1024)
+    #: A request's line and headers must arrive within this many seconds of its first byte
+    #: (or of the connection's opening), and its body within this many more (gateway.server).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Connections and requests one gateway process serves at once; past it, 503.
+    max_connections: int = Field(default=2048, ge=16)
     #: Failed authentications a client address may make a minute (a burst of as many);
     #: half as many per API key prefix. Beyond them: 429 with Retry-After.
     auth_failures_per_minute: int = Field(default=20, ge=1)

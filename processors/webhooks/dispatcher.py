@@ -60,11 +60,13 @@ from processors.kafka.config import client_config
 from processors.kafka.invalid import invalid_record
 from processors.kafka.offset_tracker import OffsetTracker
 from processors.kafka.offsets import topic_depth
+from processors.runtime import keyring
 from processors.runtime.failpoints import failpoint
 from processors.runtime.settings import Settings
 from processors.tenants.follower import AdminTopic, follow_admin
 from processors.webhooks.core.breaker import CircuitBreaker
 from processors.webhooks.core.schedule import next_attempt_delay, parse_schedule
+from processors.webhooks.core.sealing import SealError, open_secret
 from processors.webhooks.core.signing import sign_headers
 from processors.webhooks.core.ssrf import address_allowed, parse_networks
 from processors.webhooks.resolver import GuardedResolver
@@ -195,6 +197,7 @@ class Dispatcher:
         self.message_log = Batcher(self.store.save_messages)
         self._healthy: set[str] = set()
         self._secret_cache: dict[str, tuple[WebhookEndpoint, float, list[str]]] = {}
+        self.secret_keys = keyring.load(settings, "secrets")
         self._refusals: dict[str, str | None] = {}
         self._urls: dict[str, URL] = {}
 
@@ -279,7 +282,12 @@ class Dispatcher:
     async def _post(self, endpoint: WebhookEndpoint, message: Message
                     ) -> tuple[int | None, str | None]:
         now = self.clock()
-        secrets = self._secrets(endpoint, now)
+        try:
+            secrets = self._secrets(endpoint, now)
+        except SealError as exc:
+            # Not the receiver's fault and not a bad record: retried, so it is sent once the
+            # key is back in METERLY_SECRET_KEYS; dead-lettered (replayable) if it never is.
+            return None, str(exc)
         if not secrets:
             return None, "no signing secret in force: rotate the endpoint's secret"
         refusal = self._refusal(endpoint.url)
@@ -300,12 +308,16 @@ class Dispatcher:
             return None, f"{type(exc).__name__}: {exc}"[:500]
 
     def _secrets(self, endpoint: WebhookEndpoint, now: float) -> list[str]:
-        """The secrets in force, cached per endpoint version until the next one expires."""
+        """The secrets in force, opened (``SealError`` if one cannot be), cached per endpoint
+        version until the next one expires."""
         cached = self._secret_cache.get(endpoint.id)
         if cached is not None and cached[0] is endpoint and now < cached[1]:
             return cached[2]
-        expiries = {s.secret: (parse_time(s.expires_at).timestamp() if s.expires_at
-                               else float("inf")) for s in endpoint.secrets}
+        keys = self.secret_keys.by_id()
+        expiries = {open_secret(s.secret, endpoint.id, keys):
+                    (parse_time(s.expires_at).timestamp() if s.expires_at else float("inf"))
+                    for s in endpoint.secrets
+                    if s.expires_at is None or parse_time(s.expires_at).timestamp() > now}
         live = [secret for secret, until in expiries.items() if until > now]
         valid_until = min((u for u in expiries.values() if u > now), default=float("inf"))
         self._secret_cache[endpoint.id] = (endpoint, valid_until, live)

@@ -282,6 +282,10 @@ def test_period_close_invoices_pdf_late_usage_and_void(stack: Stack, clock: Path
         assert "VOID" in void_text
         assert first["number"] in void_text
         assert "VOID" not in text  # the finalized PDF, read above, has no mark
+        # The link handed out before the void no longer serves the unmarked PDF.
+        stale = httpx.get(redirect.headers["location"], timeout=30)
+        assert stale.status_code == 410, stale.text
+        assert stale.json()["type"].endswith("/invoice-voided")
     with stack.client(token=quiet_key) as client:
         stranger = client.get(f"/v1/invoices/{first['id']}")
         assert stranger.status_code == 404

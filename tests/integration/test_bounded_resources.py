@@ -28,11 +28,15 @@ MiB = 2**20
 #: Growth of a gateway's resident memory allowed under each attack.
 BODY_BOUND = 40 * MiB
 IDEMPOTENCY_BOUND = 40 * MiB
+#: The gateway's read deadlines in this module (gateway.server; 10 s and 30 s by default).
+HEADER_TIMEOUT, BODY_TIMEOUT = 2.0, 3.0
 
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with start_stack(settings, tmp_path_factory.mktemp("stack"), gateways=1) as running:
+    with start_stack(settings, tmp_path_factory.mktemp("stack"), gateways=1, extra_env={
+            "METERLY_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+            "METERLY_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT)}) as running:
         yield running
 
 
@@ -162,3 +166,65 @@ def test_failed_authentication_is_throttled_per_address(stack: Stack) -> None:
         console = client.post("/console/login", data={"token": "wrong"},
                               headers={"Origin": gw.url})
         assert console.status_code == 401  # the console's sign-in has its own bucket
+
+
+def _closed_within(conns: list[socket.socket], seconds: float) -> dict[socket.socket, float]:
+    """When (seconds from now) the server closed each connection, for those it closed
+    within ``seconds``; nothing is sent meanwhile."""
+    began, closed = time.monotonic(), {}
+    while len(closed) < len(conns) and time.monotonic() - began < seconds:
+        ready, _, _ = select.select([c for c in conns if c not in closed], [], [], 0.2)
+        for conn in ready:
+            try:
+                data = conn.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                closed[conn] = time.monotonic() - began
+    return closed
+
+
+def test_slow_headers_and_bodies_are_cut_while_others_are_served(stack: Stack) -> None:
+    """Slowloris (review M6: 1,500 half-open connections held for ever). Connections that
+    never finish their headers, trickle them, or never finish a body are closed at their
+    deadline; a normal client is served meanwhile."""
+    gw = stack.gateways[0]
+    half_open = []
+    for _ in range(300):
+        conn = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        conn.sendall(b"GET /v1/usage HTTP/1.1\r\nHost: x\r\n")  # headers never end
+        half_open.append(conn)
+    trickler = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    trickler.sendall(b"GET /v1/usage HTTP/1.1\r\n")
+    slow_body = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    slow_body.sendall(b"POST /v1/admin/tenants HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n"
+                      + f"Authorization: Bearer {stack.admin_token}\r\n\r\n{{".encode())
+    began = time.monotonic()
+    with httpx.Client(base_url=gw.url, timeout=10) as client:
+        assert client.get("/healthz").status_code == 200
+    # One header byte every 0.25 s does not move the deadline.
+    trickled_until = None
+    while time.monotonic() - began < HEADER_TIMEOUT + 2:
+        try:
+            trickler.sendall(b"X")
+        except (BrokenPipeError, ConnectionResetError):
+            trickled_until = time.monotonic() - began
+            break
+        if select.select([trickler], [], [], 0.25)[0] and not trickler.recv(65536):
+            trickled_until = time.monotonic() - began
+            break
+    assert trickled_until is not None, "a trickling client kept its connection"
+    assert HEADER_TIMEOUT - 0.5 < trickled_until < HEADER_TIMEOUT + 2
+    closed = _closed_within([*half_open, slow_body], BODY_TIMEOUT + HEADER_TIMEOUT + 5)
+    cut = sum(c in closed for c in half_open)
+    waited = time.monotonic() - began
+    print(f"{cut} of {len(half_open)} half-open connections cut; the trickler at "
+          f"{trickled_until:.1f} s, the slow body by {waited:.1f} s (deadlines "
+          f"{HEADER_TIMEOUT} s and {BODY_TIMEOUT} s)")
+    assert cut == len(half_open)
+    assert slow_body in closed, "a body that never ends kept its connection"
+    for conn in (*half_open, trickler, slow_body):
+        conn.close()
+    with httpx.Client(base_url=gw.url, timeout=10) as client:
+        assert client.get("/healthz").status_code == 200

@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Page, Route, expect, sync_playwright
 
 from processors.runtime.settings import Settings
+from tests.oidc_issuer import CLIENT_ID, CLIENT_SECRET, Issuer
 from tests.stack import ALL_WORKERS, Stack, start_stack, wait_until
 from tests.webhook_receiver import Receiver
 
@@ -33,12 +34,23 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 
 
 @pytest.fixture(scope="module")
-def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def issuer() -> Iterator[Issuer]:
+    """A local OpenID Connect provider with an RSA key made for this run."""
+    running = Issuer().start()
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def stack(settings: Settings, issuer: Issuer,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with start_stack(
             settings, tmp_path_factory.mktemp("console"), gateways=1,
             workers=ALL_WORKERS,
             extra_env={"METERLY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-                       "METERLY_WEBHOOK_RETRY_SCHEDULE": "0.5"}) as running:
+                       "METERLY_WEBHOOK_RETRY_SCHEDULE": "0.5",
+                       "METERLY_OIDC_ISSUER": issuer.url, "METERLY_OIDC_CLIENT_ID": CLIENT_ID,
+                       "METERLY_OIDC_CLIENT_SECRET": CLIENT_SECRET}) as running:
         yield running
 
 
@@ -46,14 +58,15 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def page(stack: Stack) -> Iterator[Page]:
     chromium = os.environ.get("METERLY_CHROMIUM") or shutil.which("chromium")
     assert chromium, "the console tests need Debian's chromium (ops/test.sh installs it)"
-    origin = stack.gateways[0].url + "/"
+    # The gateway, and the identity provider the SSO sign-in goes through.
+    origins = (stack.gateways[0].url + "/", stack.env["METERLY_OIDC_ISSUER"] + "/")
     outside: list[str] = []
     refused: list[str] = []
 
     def only_the_gateway(route: Route) -> None:
         url = route.request.url
         # Chromium's own PDF viewer loads chrome:// and chrome-extension:// resources.
-        if url.startswith(origin) or not url.startswith(("http:", "https:", "ws:", "wss:")):
+        if url.startswith(origins) or not url.startswith(("http:", "https:", "ws:", "wss:")):
             route.continue_()
         else:
             outside.append(route.request.url)
@@ -94,7 +107,7 @@ def test_sign_in_tenant_key_try_it_and_usage(stack: Stack, page: Page) -> None:
     assert page.url.endswith("/console/login")
     page.fill("#token", "not-the-token")
     page.click("#sign-in")
-    assert "not the operator token" in page.inner_text("#error")
+    assert "not an operator token" in page.inner_text("#error")
     page.fill("#token", stack.admin_token)
     page.click("#sign-in")
     page.wait_for_url(base + "/console")
@@ -254,3 +267,53 @@ def test_api_reference_renders_from_the_gateway_alone(stack: Stack, page: Page) 
     login = page.goto(base + "/console/login")
     assert login is not None
     assert login.headers["content-security-policy"] == policy
+
+
+def test_sso_sign_in_with_openid_connect_and_its_refusals(stack: Stack, issuer: Issuer,
+                                                          page: Page) -> None:
+    """Through the browser: the console's "Sign in with SSO" to the local provider and
+    back, as the billing operator registered under the provider's verified address."""
+    base = stack.gateways[0].url
+    with stack.client() as admin:
+        made = admin.post("/v1/admin/operators", json={
+            "name": "Finance via SSO", "role": "billing", "email": "Ops@Acme.test"})
+        assert made.status_code == 201, made.text
+        assert made.json()["token"] is None
+    issued = issuer.tokens_issued
+
+    def sso() -> None:
+        page.goto(base + "/console/login")
+        page.click("#sso")
+        page.wait_for_url(issuer.url + "/authorize**")
+        page.click("#approve")
+
+    sso()
+    page.wait_for_url(base + "/console")
+    assert issuer.tokens_issued == issued + 1
+    shot(page, "8-sso-signed-in")
+    # Signed in with the billing role: pages yes, changes no.
+    page.goto(base + "/console/audit")
+    assert "console.signed_in" in page.inner_text("#audit")
+    assert "Finance via SSO" in page.inner_text("#audit")
+    page.goto(base + "/console")
+    page.fill("#tenant-name", "Not Allowed Ltd")
+    page.fill("#tenant-email", "billing@nope.example")
+    page.click("#create-tenant")
+    assert "take the admin role" in page.inner_text("#error")
+    page.goto(base + "/console")
+    page.click("text=Sign out")
+    page.wait_for_url(base + "/console/login")
+
+    for misbehaviour, email, verified, message in (
+            (None, "stranger@acme.test", True, "no operator signs in as stranger@acme.test"),
+            ("key", "ops@acme.test", True, "does not check out"),
+            ("audience", "ops@acme.test", True, "does not check out"),
+            ("nonce", "ops@acme.test", True, "another sign-in"),
+            (None, "ops@acme.test", False, "not verified")):
+        issuer.forge, issuer.email, issuer.email_verified = misbehaviour, email, verified
+        sso()
+        page.wait_for_url(base + "/console/oidc/callback**")
+        assert message in page.inner_text("#error"), (misbehaviour, email)
+        page.goto(base + "/console")
+        assert page.url.endswith("/console/login"), "a refused sign-in signed someone in"
+    issuer.forge, issuer.email, issuer.email_verified = None, "ops@acme.test", True

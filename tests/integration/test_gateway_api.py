@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from processors.runtime.settings import Settings
+from schemas.rfc3339 import parse_time
 from tests.stack import Stack, start_stack, wait_for_usage, wait_until
 
 pytestmark = pytest.mark.integration
@@ -209,6 +210,24 @@ def test_keys_work_at_once_revoke_everywhere_and_rotate(stack: Stack) -> None:
                    lambda: old.get("/v1/usage").status_code == 401, timeout=PROPAGATION)
         _assert_problem(old.get("/v1/resources/x"), 401, "invalid-api-key")
         assert new.get("/v1/resources/x").status_code == 200
+    old_id = next(k for k in listed if k["id"] != made["id"])["id"]
+    new_id = rotated.json()["id"]
+    with stack.client(0) as operator:
+        # An expired key stays expired: rotating it again is refused, not a 30-day revival.
+        _assert_problem(operator.post(f"/v1/admin/tenants/{tenant}/keys/{old_id}/rotate",
+                                      json={}), 409, "key-expired")
+        # A key in its overlap keeps its end when rotated again: never a later one.
+        first = operator.post(f"/v1/admin/tenants/{tenant}/keys/{new_id}/rotate",
+                              json={"overlap_seconds": 3600})
+        assert first.status_code == 201, first.text
+        again = operator.post(f"/v1/admin/tenants/{tenant}/keys/{new_id}/rotate",
+                              json={"overlap_seconds": 86400})
+        assert again.status_code == 201, again.text
+        # A publish is applied to this gateway's directory before it answers.
+        keys = operator.get(f"/v1/admin/tenants/{tenant}/keys").json()
+        ended = next(k["expires_at"] for k in keys if k["id"] == new_id)
+        left = (parse_time(ended) - datetime.now(UTC)).total_seconds()
+        assert 3000 < left <= 3600, ended
 
 
 def test_operator_token_is_required_and_tenant_pagination(stack: Stack) -> None:
@@ -280,3 +299,35 @@ def test_rate_limit_answers_429_with_headers(stack: Stack) -> None:
     assert int(limited[0].headers["Retry-After"]) >= 1
     assert limited[0].headers["RateLimit-Limit"] == "5"
     assert codes[0].headers["RateLimit-Remaining"] == "4"
+
+
+def _cross_site(answer: httpx.Response) -> bool:
+    return answer.status_code == 403 and "cross-site" in answer.text
+
+
+def test_console_forms_need_the_console_as_origin_or_referer(stack: Stack) -> None:
+    """The session cookie is SameSite=Strict; beyond that, a form post must say it came from
+    the console (review L3: one with neither Origin nor Referer used to be accepted)."""
+    url = stack.gateways[0].url
+    with httpx.Client(base_url=url, timeout=30) as browser:
+        assert _cross_site(browser.post("/console/login",
+                                            data={"token": stack.admin_token}))
+        signed_in = browser.post("/console/login", data={"token": stack.admin_token},
+                                 headers={"Origin": url})
+        assert signed_in.status_code == 303, signed_in.text
+        assert browser.cookies.get("meterly_console")
+        name = f"csrf-{uuid.uuid4().hex[:6]}"
+        form = {"name": name, "billing_email": "ops@acme.test", "currency": "EUR"}
+        for headers in ({}, {"Origin": "http://evil.example"}, {"Origin": "null"},
+                        {"Referer": "http://evil.example/console"},
+                        {"Origin": url.replace("http://", "https://")}):
+            assert _cross_site(browser.post("/console/tenants", data=form, headers=headers)),\
+                headers
+        with stack.client(0) as operator:
+            names = {t["name"] for t in operator.get("/v1/admin/tenants",
+                                                     params={"limit": 200}).json()["data"]}
+        assert name not in names
+        made = browser.post("/console/tenants", data=form,
+                            headers={"Referer": f"{url}/console"})
+        assert made.status_code == 303, made.text
+        assert "/console/tenants/" in made.headers["location"]

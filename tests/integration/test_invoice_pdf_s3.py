@@ -38,10 +38,10 @@ from processors.billing.core.invoice import (
     PlanAssignment,
     compose_invoice,
 )
+from processors.billing.core.pdf_keys import pdf_key
 from processors.billing.core.pricing import Graduated, MeterPrice, Plan, Tier
 from processors.billing.invoice_numbers import InvoiceNumbers
 from processors.billing.invoice_store import InvoiceStore
-from processors.billing.renderer import pdf_key
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_bounds
 from schemas.topics import INVOICES

@@ -98,7 +98,7 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
     install(app)
     app.include_router(files.router)
     app.state.object_store = store
-    app.state.link_secret = SECRET
+    app.state.link_secrets = (SECRET,)
     with TestClient(app) as client:
 
         def fetch(url: str) -> Fetched:

@@ -14,15 +14,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from processors.billing.core.messages import PDF_LINK_TTL
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_bounds, period_of
 from schemas import webhooks_v1
-from schemas.topics import WEBHOOK_EVENTS
+from schemas.topics import ADMIN, WEBHOOK_EVENTS
 from tests.stack import (
     ALL_WORKERS,
     Stack,
@@ -103,6 +104,28 @@ def _send_messages(settings: Settings, stack: Stack, tenant: str, n: int) -> lis
         ids.append(message.id)
     assert producer.flush(10) == 0
     return ids
+
+
+def _admin_records(settings: Settings, stack: Stack, key: bytes) -> list[bytes]:
+    """Every value the admin topic holds under ``key``, oldest first, read from the start."""
+    assert settings.kafka_bootstrap
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    topic = ADMIN.full_name(stack.settings.topic_prefix)
+    try:
+        _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        found, position = [], 0
+        while position < end:
+            record = consumer.poll(10)
+            assert record is not None, "the admin topic stopped short of its end"
+            assert record.error() is None, record.error()
+            position = record.offset() + 1
+            if record.key() == key:
+                found.append(record.value())
+        return found
+    finally:
+        consumer.close()
 
 
 def _attempts(stack: Stack, tenant: str, endpoint: str) -> list[dict[str, Any]]:
@@ -303,13 +326,25 @@ def test_secret_rotation_signs_with_both_secrets(settings: Settings, stack: Stac
     assert _verified(new, got)["type"] == webhooks_v1.INVOICE_VOIDED
     with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "QUJD" * 8).verify(got.body, got.headers)
+    # At rest, on the admin topic every process reads, both secrets are sealed: neither
+    # appears in any record (processors.webhooks.core.sealing).
+    records = _admin_records(settings, stack, f"webhook:{endpoint}".encode())
+    assert len(records) >= 2
+    for secret in (old, new):
+        assert all(secret.encode() not in r and secret[6:].encode() not in r for r in records)
+    latest = orjson.loads(records[-1])
+    assert [x["secret"][:5] for x in latest["secrets"]] == ["mse1.", "mse1."]
 
 
 def test_urls_resolving_to_private_addresses_are_refused(stack: Stack) -> None:
     tenant, _key = stack.new_tenant("Ssrf Probe")
     with stack.client() as admin:
         for url in ("http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data",
-                    "http://[fd00::1]/x", "ftp://example.com/x"):
+                    "http://[fd00::1]/x", "ftp://example.com/x",
+                    # Review L2: ranges Python calls global, and names that are no DNS name
+                    # (a 64-character label used to give a 500).
+                    "http://[fec0::1]/", "http://192.88.99.1/", "http://192.0.0.8/",
+                    f"http://{'a' * 64}.example.com/", "http://exa_mple.com/"):
             refused = admin.post(f"/v1/admin/tenants/{tenant}/webhooks", json={"url": url})
             assert refused.status_code == 422, (url, refused.text)
             # Private addresses are refused as such; a scheme other than http(s) is a

@@ -33,7 +33,7 @@ def client(store: LocalObjectStore) -> TestClient:
     install(app)
     app.include_router(files.router)
     app.state.object_store = store
-    app.state.link_secret = SECRET
+    app.state.link_secrets = (SECRET,)
     return TestClient(app)
 
 
@@ -116,3 +116,48 @@ def test_a_valid_link_to_a_missing_object_is_a_404_problem(
 ) -> None:
     link = store.link("invoices/ten_1/never-stored.pdf", timedelta(minutes=5))
     _problem(client.get(_path(link)), 404, "file-not-found")
+
+
+def test_a_link_signed_for_longer_than_any_link_is_refused(store: LocalObjectStore,
+                                                            client: TestClient) -> None:
+    store.put(KEY, PDF, "application/pdf")
+    for days, status in ((6, 200), (8, 403), (3650, 403)):
+        expires = int(time.time()) + days * 86400
+        response = client.get(f"/v1/files/{KEY}", params={
+            "expires": str(expires), "signature": sign(KEY, expires, SECRET)})
+        if status == 200:
+            assert response.status_code == 200, response.text
+        else:
+            _problem(response, 403, "link-invalid")
+            assert "7 days" in response.json()["detail"]
+
+
+def test_links_to_a_voided_invoice_are_refused_and_its_void_copy_served(
+        store: LocalObjectStore, client: TestClient) -> None:
+    voided: set[tuple[str, str]] = set()
+    asked: list[tuple[str, str]] = []
+
+    def is_voided(tenant_id: str, invoice_id: str) -> bool:
+        asked.append((tenant_id, invoice_id))
+        return (tenant_id, invoice_id) in voided
+
+    client.app.state.voided = is_voided  # type: ignore[attr-defined]
+    key, void_key = "invoices/ten_1/inv_202612_ab12.pdf", "invoices/ten_1/inv_202612_ab12-void.pdf"
+    store.put(key, PDF, "application/pdf")
+    store.put(void_key, PDF + b"VOID", "application/pdf")
+    link, void_link = (_path(store.link(k, timedelta(hours=1))) for k in (key, void_key))
+    assert client.get(link).status_code == 200
+    assert asked == [("ten_1", "inv_202612_ab12")]
+    voided.add(("ten_1", "inv_202612_ab12"))
+    refused = client.get(link)
+    _problem(refused, 410, "invoice-voided")
+    assert "inv_202612_ab12" in refused.json()["detail"]
+    served = client.get(void_link)
+    assert served.status_code == 200
+    assert served.content == PDF + b"VOID"
+    # Files that are no invoice PDF are not looked up.
+    store.put("exports/usage.csv", b"a,b\n", "text/csv")
+    asked.clear()
+    assert client.get(_path(store.link("exports/usage.csv", timedelta(seconds=30)))).status_code \
+        == 200
+    assert asked == []

@@ -218,3 +218,40 @@ def test_aiohttp_does_not_ask_the_resolver_about_ip_literals() -> None:
         assert not isinstance(failed.value.os_error, AddressRefused)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "address",
+    # Python calls these global; they are protocol assignments, a 6to4 relay and site-local.
+    ["192.0.0.8", "192.0.0.1", "192.0.0.170", "192.88.99.1", "fec0::1", "feff::1"],
+)
+def test_ranges_python_calls_global_that_no_receiver_lives_in_are_refused(address: str) -> None:
+    with pytest.raises(UrlRefused, match="not a public address"):
+        check("https://hooks.example.com/", address)
+    with pytest.raises(UrlRefused):
+        check(f"https://{'[' + address + ']' if ':' in address else address}/", address)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["a" * 64 + ".example.com", "a..b.example.com", "-a.example.com", "a-.example.com",
+     "exa_mple.com", ".example.com", ("a" * 60 + ".") * 5 + "com", "ex%41mple.com"],
+)
+def test_a_host_that_is_not_a_dns_name_is_refused_before_any_lookup(host: str) -> None:
+    asked, resolve = resolving_to(PUBLIC)
+    with pytest.raises(UrlRefused, match="not a valid host name"):
+        check_url(f"https://{host}/hook", (), resolve)
+    assert asked == []
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [("https://b\u00fccher.example/", "xn--bcher-kva.example"),
+     ("https://Hooks.Example.COM./h", "hooks.example.com."),
+     ("https://1-2.example/", "1-2.example"),
+     ("https://" + "a" * 63 + ".example/", "a" * 63 + ".example")],
+)
+def test_valid_host_names_are_looked_up(url: str, host: str) -> None:
+    asked, resolve = resolving_to(PUBLIC)
+    check_url(url, (), resolve)
+    assert asked == [(host, 443)]

@@ -19,6 +19,7 @@ from schemas.admin_v1 import (
     AdminEntity,
     ApiKey,
     CreditRecord,
+    Operator,
     PlanVersion,
     Subscription,
     Tenant,
@@ -36,6 +37,8 @@ class Directory:
         self._subscriptions: dict[str, Subscription] = {}
         self._credits: dict[str, CreditRecord] = {}
         self._webhooks: dict[str, WebhookEndpoint] = {}
+        self._operators: dict[str, Operator] = {}
+        self._operators_by_hash: dict[str, Operator] = {}
         # By tenant, for the per-tenant queries (the dispatcher asks once per message).
         self._keys_by_tenant: dict[str, dict[str, ApiKey]] = {}
         self._credits_by_tenant: dict[str, dict[str, CreditRecord]] = {}
@@ -62,6 +65,12 @@ class Directory:
                 if current_hook is None or current_hook.updated_at <= entity.updated_at:
                     self._webhooks[entity.id] = entity
                     self._hooks_by_tenant.setdefault(entity.tenant_id, {})[entity.id] = entity
+            elif isinstance(entity, Operator):
+                current_op = self._operators.get(entity.id)
+                if current_op is None or current_op.updated_at <= entity.updated_at:
+                    self._operators[entity.id] = entity
+                    if entity.hash is not None:
+                        self._operators_by_hash[entity.hash] = entity
             else:
                 self._credits[entity.id] = entity
                 self._credits_by_tenant.setdefault(entity.tenant_id, {})[entity.id] = entity
@@ -136,3 +145,36 @@ class Directory:
         """The tenant's endpoints that are not deleted."""
         with self._lock:
             return [w for w in self._hooks_by_tenant.get(tenant_id, {}).values() if not w.deleted]
+
+    def current(self, entity: AdminEntity) -> AdminEntity | None:
+        """What the directory holds for ``entity``'s record now (None: nothing yet)."""
+        found: AdminEntity | None
+        if isinstance(entity, Tenant):
+            found = self.tenant(entity.id)
+        elif isinstance(entity, ApiKey):
+            found = self.key(entity.id)
+        elif isinstance(entity, PlanVersion):
+            found = self.plan(entity.name, entity.version)
+        elif isinstance(entity, Subscription):
+            found = self.subscription(entity.tenant_id)
+        elif isinstance(entity, WebhookEndpoint):
+            found = self.webhook(entity.id)
+        elif isinstance(entity, Operator):
+            found = self.operator(entity.id)
+        else:
+            found = self.credit(entity.id)
+        return found
+
+    # ---- operators ----------------------------------------------------------------------
+
+    def operator(self, operator_id: str) -> Operator | None:
+        with self._lock:
+            return self._operators.get(operator_id)
+
+    def operator_by_hash(self, token_hash: str) -> Operator | None:
+        with self._lock:
+            return self._operators_by_hash.get(token_hash)
+
+    def operators(self) -> list[Operator]:
+        with self._lock:
+            return list(self._operators.values())

@@ -15,6 +15,7 @@ go through ``check_url`` and must not follow redirects.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 
 import yarl
@@ -25,6 +26,19 @@ SCHEMES = ("http", "https")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolve = Callable[[str, int], Sequence[str]]
+
+# Ranges Python's ``is_global`` calls global that no receiver of ours lives in: IETF protocol
+# assignments (RFC 6890; 192.0.0.8 is the IPv4 dummy address), the 6to4 relay anycast
+# (RFC 7526, deprecated: a relay forwards to whatever the packet says) and the deprecated IPv6
+# site-local space (RFC 3879), which routers inside a site may still route.
+NOT_PUBLIC: tuple[Network, ...] = (
+    ipaddress.ip_network("192.0.0.0/24"),
+    ipaddress.ip_network("192.88.99.0/24"),
+    ipaddress.ip_network("fec0::/10"),
+)
+# A host name as DNS allows it (RFC 1123 labels); yarl gives IDNs in their xn-- form.
+LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.ASCII)
+MAX_NAME = 253
 
 
 class UrlRefused(ValueError):  # noqa: N818 - the name callers already use
@@ -51,6 +65,8 @@ def address_allowed(ip: Address, allow: Sequence[Network]) -> bool:
     if any(ip in network for network in allow):
         return True
     if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return False
+    if any(ip in network for network in NOT_PUBLIC):
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None:
         # 6to4 addresses count as global, but a relay delivers them to the embedded IPv4.
@@ -80,6 +96,8 @@ def check_url(url: str, allow: Sequence[Network], resolve: Resolve) -> None:
         # Credentials in a URL end up in logs and delivery records; receivers verify the
         # webhook-signature instead.
         raise UrlRefused("webhook URL must not contain credentials (user:password@)")
+    if parse_address(host) is None and not host_name_valid(host):
+        raise UrlRefused(f"webhook URL host {host[:80]!r} is not a valid host name")
     port = parsed.port
     assert port is not None  # yarl fills in the default for http and https
     addresses = resolve(host, port)
@@ -89,6 +107,15 @@ def check_url(url: str, allow: Sequence[Network], resolve: Resolve) -> None:
         ip = parse_address(text)
         if ip is None or not address_allowed(ip, allow):
             raise UrlRefused(refusal(host, [text]))
+
+
+def host_name_valid(host: str) -> bool:
+    """True for a DNS host name (or a dotted IPv4 literal) that a resolver can be asked for:
+    at most 253 characters of labels of 1 to 63 letters, digits and inner hyphens."""
+    name = host.lower().removesuffix(".")
+    if not name or len(name) > MAX_NAME:
+        return False
+    return all(LABEL.fullmatch(label) for label in name.split("."))
 
 
 def parse_address(text: str) -> Address | None:
