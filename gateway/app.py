@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import console, console_oidc, pages, problems
+from gateway import console, console_oidc, openapi, pages, problems
 from gateway.audit import AuditedTopic, AuditLog
 from gateway.auth_throttle import FailureThrottle
 from gateway.guard import RequestGuard
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "`meterly run` sets them after provisioning"
         )
     admin_token = read_admin_token(settings)
-    deps = Dependencies(kafka_bootstrap, cassandra_hosts)
+    deps = Dependencies(kafka_bootstrap, cassandra_hosts, settings.cassandra_security)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         directory, admin_topic = follow_admin(
             kafka_bootstrap, ADMIN.full_name(settings.topic_prefix), producer)
         admin_topic.start()
-        cluster, session = connect(cassandra_hosts)
+        cluster, session = connect(cassandra_hosts, security=settings.cassandra_security)
         links = keyring.load(settings, "links")
         objects = open_object_store(settings, settings.public_base_url, links.current[1])
         app.state.object_store, app.state.link_secrets = objects, links.secrets
@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None)
     problems.install(app)
     pages.install(app)
+    openapi.install(app)
     app.include_router(ingest.router)
     app.include_router(usage.router)
     app.include_router(admin.router)

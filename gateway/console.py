@@ -146,7 +146,6 @@ async def _guard(request: Request, runtime: Runtime, post: bool = False) -> Resp
     session = await _session(request, runtime)
     if session is None:
         return RedirectResponse("/console/login", status_code=303)
-    request.state.console_actor = session.actor
     ACTOR.set(session.actor)
     if post and not _same_origin(request, runtime):
         return HTMLResponse("cross-site form refused", status_code=403)

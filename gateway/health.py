@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from confluent_kafka.admin import AdminClient
 
 from processors.kafka.config import client_config
-from storage.cassandra import connect
+from storage.cassandra import PLAIN, CassandraSecurity, connect
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Dependencies:
 
     kafka_bootstrap: str
     cassandra_hosts: str
+    cassandra_security: CassandraSecurity = PLAIN
 
     def kafka_ok(self) -> str | None:
         try:
@@ -27,7 +28,7 @@ class Dependencies:
 
     def cassandra_ok(self) -> str | None:
         try:
-            cluster, session = connect(self.cassandra_hosts)
+            cluster, session = connect(self.cassandra_hosts, security=self.cassandra_security)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return f"cassandra: {exc}"
         try:

@@ -72,7 +72,21 @@ def install(app: FastAPI) -> None:
                                 correlation_id=cid)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind, title = _HTTP_KINDS.get(exc.status_code, ("http-error", "HTTP error"))
-        return problem_response(exc.status_code, kind, title, str(exc.detail),
-                                dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route with this path only; a path
+            # served by several routes (GET and PATCH of a tenant) allows all of theirs.
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(exc.status_code, kind, title, str(exc.detail), headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods |= set(route_methods)
+    return sorted(methods)

@@ -55,7 +55,7 @@ def prepare(settings: Settings, kafka_bootstrap: str, cassandra_hosts: str) -> N
     )
     if created:
         say(f"created topics: {', '.join(created)}")
-    cluster, session = connect(cassandra_hosts)
+    cluster, session = connect(cassandra_hosts, security=settings.cassandra_security)
     try:
         applied = migrate(session, settings.cassandra_keyspace, settings.cassandra_replication)
     finally:

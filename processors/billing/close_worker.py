@@ -112,7 +112,8 @@ class Billing:
         self.commands_topic = BILLING_COMMANDS.full_name(prefix)
         self.directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
                                                         ADMIN.full_name(prefix))
-        self.cluster, session = connect(settings.cassandra_hosts)
+        self.cluster, session = connect(settings.cassandra_hosts,
+                                        security=settings.cassandra_security)
         keyspace = settings.cassandra_keyspace
         store = InvoiceStore(session, keyspace)
         self.producer = idempotent_producer(settings.kafka_bootstrap)

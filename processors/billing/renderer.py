@@ -151,7 +151,7 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
 
 def run_worker(settings: Settings) -> None:
     assert settings.cassandra_hosts
-    cluster, session = connect(settings.cassandra_hosts)
+    cluster, session = connect(settings.cassandra_hosts, security=settings.cassandra_security)
     store = InvoiceStore(session, settings.cassandra_keyspace)
     objects = open_object_store(settings, settings.public_base_url,
                                 keyring.load(settings, "links").current[1])

@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 
+from processors.kafka.config import faust_credentials
 from processors.runtime.logs import faust_worker_logging
 from processors.runtime.settings import Settings
 
@@ -30,6 +31,7 @@ def faust_app(settings: Settings, name: str, leader: bool = False, **extra: Any)
         topic_disable_leader=not leader,
         consumer_auto_offset_reset="earliest",
         datadir=str(datadir),
+        broker_credentials=faust_credentials(settings),
         **extra,
     )
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from storage.cassandra import CassandraSecurity
 
 
 class Settings(BaseSettings):
@@ -25,6 +28,32 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     #: Existing Cassandra contact points ("host[:port],..."). Unset: Meterly provisions one.
     cassandra_hosts: str | None = None
+    #: How clients reach Kafka (processors.kafka.config): PLAINTEXT, SSL, SASL_PLAINTEXT or
+    #: SASL_SSL; with SASL, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = \
+        "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512",
+                                  "OAUTHBEARER"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    #: OAUTHBEARER: the OAuth 2 client-credentials token endpoint and client.
+    kafka_oauth_token_url: str | None = None
+    kafka_oauth_client_id: str | None = None
+    kafka_oauth_client_secret: str | None = None
+    kafka_oauth_scope: str | None = None
+    #: TLS: the CA bundle the brokers' certificates chain to (unset: the system's), and a
+    #: client certificate and key (PEM) for brokers that ask for one.
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    kafka_ssl_key_password: str | None = None
+    #: Cassandra credentials (PasswordAuthenticator) and TLS, as for Kafka.
+    cassandra_username: str | None = None
+    cassandra_password: str | None = None
+    cassandra_ssl: bool = False
+    cassandra_ssl_ca_file: Path | None = None
+    cassandra_ssl_cert_file: Path | None = None
+    cassandra_ssl_key_file: Path | None = None
     cassandra_keyspace: str = "meterly"
     #: Replication strategy options for the keyspace, as CQL map text.
     cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
@@ -166,6 +195,50 @@ class Settings(BaseSettings):
         if not value.replace("_", "a").isalnum() or not value[0].isalpha() or len(value) > 48:
             raise ValueError("keyspace must start with a letter and hold letters, digits, '_'")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _connection_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        mechanism = self.kafka_sasl_mechanism
+        if sasl and mechanism is None:
+            raise ValueError(f"METERLY_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
+                             "needs METERLY_KAFKA_SASL_MECHANISM")
+        if not sasl and mechanism is not None:
+            raise ValueError("METERLY_KAFKA_SASL_MECHANISM is set, so "
+                             "METERLY_KAFKA_SECURITY_PROTOCOL must be SASL_SSL or SASL_PLAINTEXT")
+        if sasl and mechanism != "OAUTHBEARER" and not (
+                self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"SASL {mechanism} needs METERLY_KAFKA_SASL_USERNAME and "
+                             "METERLY_KAFKA_SASL_PASSWORD")
+        if mechanism == "OAUTHBEARER" and not (
+                self.kafka_oauth_token_url and self.kafka_oauth_client_id
+                and self.kafka_oauth_client_secret):
+            raise ValueError("SASL OAUTHBEARER needs METERLY_KAFKA_OAUTH_TOKEN_URL, "
+                             "METERLY_KAFKA_OAUTH_CLIENT_ID and METERLY_KAFKA_OAUTH_CLIENT_SECRET")
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("METERLY_KAFKA_SSL_CERT_FILE and METERLY_KAFKA_SSL_KEY_FILE go "
+                             "together")
+        if (self.cassandra_username is None) != (self.cassandra_password is None):
+            raise ValueError("METERLY_CASSANDRA_USERNAME and METERLY_CASSANDRA_PASSWORD go "
+                             "together")
+        if (self.cassandra_ssl_cert_file is None) != (self.cassandra_ssl_key_file is None):
+            raise ValueError("METERLY_CASSANDRA_SSL_CERT_FILE and METERLY_CASSANDRA_SSL_KEY_FILE "
+                             "go together")
+        return self
+
+    @property
+    def cassandra_security(self) -> CassandraSecurity:
+        from storage.cassandra import CassandraSecurity  # the driver only where it is used
+
+        return CassandraSecurity(
+            self.cassandra_username, self.cassandra_password,
+            self.cassandra_ssl or self.cassandra_ssl_ca_file is not None,
+            self.cassandra_ssl_ca_file, self.cassandra_ssl_cert_file,
+            self.cassandra_ssl_key_file)
+
+    @property
+    def kafka_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
 
     @property
     def public_base_url(self) -> str:

@@ -65,7 +65,8 @@ class MirrorWorker:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
         })
-        self.cluster, session = connect(settings.cassandra_hosts)
+        self.cluster, session = connect(settings.cassandra_hosts,
+                                        security=settings.cassandra_security)
         self.table = UsageTable(session, settings.cassandra_keyspace)
         directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
                                                    ADMIN.full_name(settings.topic_prefix))

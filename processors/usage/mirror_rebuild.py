@@ -32,7 +32,7 @@ def rebuild_mirror(settings: Settings, progress: Callable[[str], None]) -> int:
     assert settings.cassandra_hosts
     topic = COUNTER_CHANGELOG.full_name(settings.topic_prefix)
     consumer = reader(settings.kafka_bootstrap, "mirror-rebuild")
-    cluster, session = connect(settings.cassandra_hosts)
+    cluster, session = connect(settings.cassandra_hosts, security=settings.cassandra_security)
     table = UsageTable(session, settings.cassandra_keyspace)
     try:
         total = total_records(consumer, topic)

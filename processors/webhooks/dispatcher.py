@@ -56,7 +56,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from yarl import URL
 
 from processors.kafka.async_producer import AsyncProducer
-from processors.kafka.config import client_config
+from processors.kafka.config import aiokafka_security, client_config
 from processors.kafka.invalid import invalid_record
 from processors.kafka.offset_tracker import OffsetTracker
 from processors.kafka.offsets import topic_depth
@@ -376,7 +376,8 @@ class Consumer:
             bootstrap_servers=settings.kafka_bootstrap, group_id=f"{prefix}webhook-dispatcher",
             enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed", max_poll_records=1000,
-            session_timeout_ms=10_000, heartbeat_interval_ms=3_000)
+            session_timeout_ms=10_000, heartbeat_interval_ms=3_000,
+            **aiokafka_security(settings))
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._watermarks = ConfluentConsumer({**client_config(settings.kafka_bootstrap),
                                               "group.id": "meterly-dead-letter-depth-unused"})
@@ -511,7 +512,7 @@ async def serve(settings: Settings) -> None:
     _directory, admin = follow_admin(settings.kafka_bootstrap,
                                      ADMIN.full_name(settings.topic_prefix), producer)
     await asyncio.get_running_loop().run_in_executor(None, admin.start)
-    cluster, session = connect(settings.cassandra_hosts)
+    cluster, session = connect(settings.cassandra_hosts, security=settings.cassandra_security)
     resolver = GuardedResolver(parse_networks(settings.webhook_allow_networks))
     connector = aiohttp.TCPConnector(limit=settings.webhook_concurrency, limit_per_host=64,
                                      resolver=resolver, ttl_dns_cache=10)
