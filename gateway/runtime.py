@@ -30,7 +30,7 @@ from processors.tenants.core.operators import Actor
 from processors.usage.mirror_table import UsageTable
 from processors.usage.progress_table import ProgressTable
 from processors.webhooks.store import WebhookStore
-from schemas.admin_v1 import Tenant
+from schemas.admin_v1 import ApiKey, Tenant
 from storage.object_store import ObjectStore
 
 
@@ -103,6 +103,8 @@ class Principal:
     rate_headers: dict[str, str] | None = None
     #: Who this is in the audit log; an operator's carries its role.
     actor: Actor | None = None
+    #: The tenant's key it authenticated with.
+    key: ApiKey | None = None
 
 
 def _bearer(authorization: str) -> str:
@@ -184,7 +186,7 @@ def _principal(runtime: Runtime, authorization: str) -> Principal:
                            | {"Retry-After": str(decision.retry_after)})
     runtime.last_used[key.id] = time.time()
     return Principal("tenant", tenant, decision.headers(),
-                     Actor("tenant-key", key.id, f"{key.name} ({key.prefix}...)"))
+                     Actor("tenant-key", key.id, f"{key.name} ({key.prefix}...)"), key)
 
 
 def operator_actor(runtime: Runtime, token: str) -> Actor:
@@ -238,6 +240,12 @@ async def require_tenant(request: Request, runtime: RuntimeDep) -> Tenant:
         raise ProblemError(401, "invalid-api-key", "Invalid API key",
                            "this route takes a tenant's API key, not the operator token",
                            headers={"WWW-Authenticate": "Bearer"})
+    if principal.key is not None:
+        route = request.scope.get("route")
+        refusal = keys.scope_refusal(principal.key, request.method,
+                                     getattr(route, "path", request.url.path))
+        if refusal is not None:
+            raise ProblemError(403, "key-scope", "Key may not do this", refusal)
     return principal.tenant
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
 from ops.infra.artifacts import ProvisioningError
 from ops.infra.stack import ALL_COMPONENTS, COMPONENTS, Component
 from ops.output import say
-from ops.provision import local_stack, prepare, resolve_infra
+from ops.provision import local_stack, prepare, resolve_infra, use_env
 from processors.runtime.settings import get_settings
 
 log = logging.getLogger("meterly")
@@ -21,10 +22,19 @@ def cmd_infra(args: argparse.Namespace) -> int:
     settings = get_settings()
     stack = local_stack(settings, "cluster" if args.cluster else "single")
     components: tuple[Component, ...] = (args.only,) if args.only else COMPONENTS
+    if args.action == "env":
+        # Shell syntax, for `eval "$(meterly infra env)"` before `meterly worker NAME` or a
+        # benchmark run by hand: addresses and Meterly's credentials (0600 in the file).
+        for name, value in stack.client_env(components).items():
+            print(f"export {name}={shlex.quote(value)}")
+        return 0
     if args.action == "up":
         stack.up(components)
         if args.only != "s3":
-            say(f"Kafka at {stack.kafka_bootstrap}, Cassandra at {stack.cassandra_hosts}")
+            say(f"Kafka at {stack.kafka_bootstrap} (SASL/SCRAM; over TLS at "
+                f"{stack.kafka_tls_bootstrap}), Cassandra at {stack.cassandra_hosts} "
+                f"(password authentication); Meterly's credentials are in "
+                f"{stack.credentials_file}, `meterly infra env` prints them as settings")
         else:
             keys = stack.s3_credentials()
             say(f"S3Proxy at {stack.s3_endpoint}, access key {keys.access_key} "
@@ -63,6 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         say(f"operator token (shown once, kept in {token_file(settings)}): {token}")
     infra = resolve_infra(settings)
     try:
+        # The provisioned Kafka and Cassandra take Meterly's credentials: this process and
+        # every child it starts read them from the environment.
+        settings = use_env(infra.env)
         prepare(settings, infra.kafka_bootstrap, infra.cassandra_hosts)
         supervisor = Supervisor(supervised_processes(settings, infra))
         say(f"serving http://localhost:{settings.port} (Ctrl-C stops everything)")
@@ -135,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     infra = sub.add_parser("infra", help="local Kafka and Cassandra (S3Proxy with --only s3): "
-                           "up, down, status")
-    infra.add_argument("action", choices=["up", "down", "status"])
+                           "up, down, status; env prints the settings to connect as Meterly")
+    infra.add_argument("action", choices=["up", "down", "status", "env"])
     infra.add_argument("--cluster", action="store_true",
                        help="three Kafka brokers and three Cassandra nodes (fault tests)")
     infra.add_argument("--only", choices=list(ALL_COMPONENTS),

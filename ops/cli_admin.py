@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from ops.output import gateway_url, operator_headers, problem_detail, say
-from ops.provision import resolve_infra
+from ops.provision import resolve_infra, use_env
 from processors.runtime.settings import get_settings
 
 
@@ -86,6 +86,45 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invalid_records(args: argparse.Namespace) -> int:
+    query = "?limit=1000" + (f"&topic={args.topic}" if args.topic else "")
+    rows = _api(args, "GET", f"/v1/admin/invalid-records{query}")
+    for r in rows:
+        print(f"{r['dead_lettered_at']}\t{r['source']}\t{','.join(r['readers'])}\t"
+              f"{r['size']} bytes\t{r['reason']}")
+    if not rows:
+        say("no unreadable records")
+    return 0
+
+
+def cmd_ingest_credentials(args: argparse.Namespace) -> int:
+    if args.revoke:
+        done = _api(args, "POST", f"/v1/admin/ingest/credentials/{args.revoke}/revoke")
+        say(f"revoked {args.revoke}: principal {done['principal'] or '-'} removed, key "
+            f"{done['key']['prefix']}... revoked")
+        return 0
+    if args.list or not args.tenant:
+        if not args.list:
+            say("give --tenant (and --name) to issue credentials, or --list")
+            return 2
+        for c in _api(args, "GET", "/v1/admin/ingest/credentials"):
+            state = "revoked" if c["key"]["revoked_at"] else "active"
+            print(f"{c['name']}\t{c['tenant_id']}\t{c['principal'] or '-'}\t"
+                  f"{c['key']['prefix']}...\t{state}")
+        return 0
+    name = args.name or args.tenant.lower().replace("_", "-")
+    made = _api(args, "POST", "/v1/admin/ingest/credentials",
+                {"tenant_id": args.tenant, "name": name})
+    if made.get("note"):
+        say(made["note"])
+    # What a producer needs, in one document: its librdkafka settings, the topic, and the
+    # header every record carries. Shown once: keep it as a secret (mode 0600).
+    _print({"kafka": made["kafka"], "topic": made["topic"],
+            "headers": {made["header"]: made["key"]["key"]},
+            "tenant_id": made["tenant_id"], "principal": made["principal"]})
+    return 0
+
+
 def cmd_ingest_dead_letter(args: argparse.Namespace) -> int:
     if not args.replay:
         query = "?limit=1000" + (f"&tenant_id={args.tenant}" if args.tenant else "")
@@ -103,6 +142,9 @@ def cmd_mirror_rebuild(_args: argparse.Namespace) -> int:
 
     settings = get_settings()
     infra = resolve_infra(settings)
+    # What was provisioned here takes Meterly's credentials (clients read them from the
+    # process's settings).
+    settings = use_env(infra.env)
     scoped = settings.model_copy(update={"kafka_bootstrap": infra.kafka_bootstrap,
                                          "cassandra_hosts": infra.cassandra_hosts})
     rebuild_mirror(scoped, say)
@@ -156,8 +198,16 @@ def add_parsers(sub: Any) -> None:
     dead.add_argument("--type")
     dead.set_defaults(func=cmd_dead_letter)
 
-    ingest = sub.add_parser("ingest", help="the ingest dead-letter topic")
+    ingest = sub.add_parser("ingest", help="Kafka ingest: producer credentials, dead letters")
     i_actions = ingest.add_subparsers(dest="action", required=True)
+    i_cred = with_url(i_actions.add_parser(
+        "credentials", help="issue a producer's credentials for one tenant (printed once, as "
+                            "JSON), --list them, or --revoke NAME"))
+    i_cred.add_argument("--tenant", help="the tenant whose usage the producer sends")
+    i_cred.add_argument("--name", help="names the producer (default: from the tenant id)")
+    i_cred.add_argument("--list", action="store_true")
+    i_cred.add_argument("--revoke", metavar="NAME")
+    i_cred.set_defaults(func=cmd_ingest_credentials)
     i_dead = with_url(i_actions.add_parser(
         "dead-letter", help="list refused ingest records, or --replay them"))
     i_dead.add_argument("--replay", action="store_true",
@@ -165,6 +215,11 @@ def add_parsers(sub: Any) -> None:
     i_dead.add_argument("--tenant")
     i_dead.add_argument("--reason", help="only records whose reason contains this text")
     i_dead.set_defaults(func=cmd_ingest_dead_letter)
+
+    invalid = with_url(sub.add_parser(
+        "invalid-records", help="records a worker could not decode, set aside unchanged"))
+    invalid.add_argument("--topic", help="one topic, without the prefix (usage.v1, admin.v1)")
+    invalid.set_defaults(func=cmd_invalid_records)
 
     mirror = sub.add_parser("mirror", help="the Cassandra usage mirror")
     m_actions = mirror.add_subparsers(dest="action", required=True)

@@ -51,7 +51,8 @@ def cmd_secrets(args: argparse.Namespace) -> int:
 
 
 def _field(purpose: str) -> str:
-    return {"links": "link_keys", "sessions": "session_keys", "secrets": "secret_keys"}[purpose]
+    return {"links": "link_keys", "sessions": "session_keys", "secrets": "secret_keys",
+            "records": "record_keys"}[purpose]
 
 
 def add_parser(sub: Any) -> None:

@@ -2,15 +2,19 @@
 
 ``resolve_infra`` uses configured clusters and provisions locally whatever is not
 configured; ``prepare`` creates the topics and applies the migrations (both idempotent).
+What is provisioned here is secured (``ops.infra.stack``): ``Infra.env`` holds the settings
+(Meterly's credentials) that the processes using it are started with, and
+``use_local_infra`` puts them into this process's own settings.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ops.infra.stack import COMPONENTS, Component, LocalStack, Mode
 from ops.output import say
-from processors.runtime.settings import Settings
+from processors.runtime.settings import Settings, get_settings
 
 
 def local_stack(settings: Settings, mode: Mode = "single") -> LocalStack:
@@ -25,23 +29,47 @@ class Infra:
     cassandra_hosts: str
     stack: LocalStack
     started: list[str] = field(default_factory=list)
+    #: The settings of the provisioned part (addresses and Meterly's credentials).
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _provisioned(settings: Settings) -> tuple[Component, ...]:
+    return tuple(c for c in COMPONENTS
+                 if (c == "kafka" and settings.provisions_kafka)
+                 or (c == "cassandra" and settings.provisions_cassandra))
 
 
 def resolve_infra(settings: Settings) -> Infra:
     """Use configured clusters; provision locally whatever is not configured."""
     stack = local_stack(settings)
-    wanted: tuple[Component, ...] = tuple(
-        c for c in COMPONENTS
-        if (c == "kafka" and settings.provisions_kafka)
-        or (c == "cassandra" and settings.provisions_cassandra)
-    )
+    wanted = _provisioned(settings)
     started = stack.up(wanted) if wanted else []
     return Infra(
         settings.kafka_bootstrap or stack.kafka_bootstrap,
         settings.cassandra_hosts or stack.cassandra_hosts,
         stack,
         started,
+        stack.client_env(wanted) if wanted else {},
     )
+
+
+def use_env(env: dict[str, str]) -> Settings:
+    """Put ``env`` into this process's environment (and so its children's) and return the
+    settings read afresh."""
+    os.environ.update(env)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def use_local_infra(settings: Settings) -> Settings:
+    """This process's settings, with the address and credentials of the locally
+    provisioned Kafka and Cassandra for whichever of them is not configured (for the CLI's
+    own clients and the benchmarks, which run beside ``meterly run`` or ``meterly infra
+    up``)."""
+    wanted = _provisioned(settings)
+    if not wanted:
+        return settings
+    return use_env(local_stack(settings).client_env(wanted))
 
 
 def prepare(settings: Settings, kafka_bootstrap: str, cassandra_hosts: str) -> None:

@@ -135,6 +135,7 @@ class Supervisor:
 def supervised_processes(settings: Settings, infra: Infra) -> list[ProcessSpec]:
     """The gateway and every worker of ``ops.workers``, as ``meterly run`` starts them."""
     env = {
+        **infra.env,
         "METERLY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
         "METERLY_CASSANDRA_HOSTS": infra.cassandra_hosts,
         "METERLY_HOME": str(settings.home),

@@ -54,6 +54,9 @@ class ApiKey:
     revoked_at: str | None = None
     #: Set when the key was rotated: it keeps working until then.
     expires_at: str | None = None
+    #: None: the tenant's whole API. ``ingest``: only sending usage (``POST /v1/events``,
+    #: and the ``meterly-key`` header of records on the Kafka ingest topic).
+    scope: str | None = None
 
     @property
     def record_key(self) -> bytes:

@@ -96,6 +96,9 @@ class TenantPage(BaseModel):
 
 class KeyCreate(_Strict):
     name: str = Field(min_length=1, max_length=200)
+    scope: Literal["ingest"] | None = Field(
+        default=None, description="unset: the tenant's whole API; `ingest`: only sending "
+        "usage (POST /v1/events, and the `meterly-key` header of Kafka ingest records)")
 
 
 class KeyRotate(_Strict):
@@ -112,6 +115,7 @@ class KeyPublic(BaseModel):
     last_used_at: str | None
     revoked_at: str | None
     expires_at: str | None
+    scope: Literal["ingest"] | None = None
 
 
 class KeyCreated(KeyPublic):
@@ -403,6 +407,46 @@ class IngestDeadLetterPublic(BaseModel):
     reason: str
     event_id: str | None = Field(description="the CloudEvent id, when the record has one")
     replayed_from: str | None = Field(description="the dead letter this record replayed")
+
+
+class InvalidRecordPublic(BaseModel):
+    source: str = Field(description="topic/partition/offset of the record no reader could "
+                                    "decode")
+    readers: list[str] = Field(description="the readers that refused it (every process "
+                                           "following a topic refuses it once)")
+    reason: str
+    key: str | None = Field(description="the record key (UTF-8, invalid bytes replaced)")
+    size: int = Field(description="the value's length in bytes")
+    value_base64: str = Field(description="the value's first 4 KiB, base64")
+    dead_lettered_at: str = Field(description="when it reached invalid-records.v1 "
+                                              "(RFC 3339)")
+
+
+class IngestCredentialsCreate(_Strict):
+    tenant_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=48, pattern=r"^[a-z0-9][a-z0-9-]*$",
+                      description="names the producer: its Kafka principal is "
+                                  "`ingest-<name>`, and its ingest key the same")
+
+
+class IngestCredentialsPublic(BaseModel):
+    name: str
+    tenant_id: str
+    principal: str | None = Field(description="the Kafka principal (SCRAM user) that may "
+                                              "only write the ingest topic; null where "
+                                              "Meterly does not manage the cluster's users")
+    key: KeyPublic = Field(description="the ingest key the records carry")
+    topic: str
+    header: str = Field(description="the record header that carries the ingest key")
+
+
+class IngestCredentialsCreated(IngestCredentialsPublic):
+    key: KeyCreated
+    kafka: dict[str, str] = Field(
+        description="librdkafka settings for the producer (confluent-kafka, kcat): the "
+                    "bootstrap servers and, where Meterly made a principal, its SASL "
+                    "credentials; shown once")
+    note: str | None = None
 
 
 class IngestReplay(_Strict):

@@ -9,11 +9,11 @@ version; removing, renaming or changing a field is, and gets a new topic. Exampl
 of every topic are in ``schemas/examples/<topic>/`` and are checked against the codecs by
 ``tests/unit/test_contracts.py``.
 
-A record a reader cannot decode is handled by the topic's ``on_invalid`` policy, applied
-by one mechanism (``processors.kafka.invalid``): ``dead-letter`` sends it to the topic
-named by ``dead_letter`` with the reason, ``skip`` logs and counts it and reads on, and
-``stop`` fails the reader (its supervisor restarts it and it stops there again) where
-reading past a record would change what the reader's output means.
+A record a reader cannot decode never stops the reader: it is sent, unchanged and with the
+reason, to the topic's ``dead_letter`` topic, and the reader reads on (one mechanism,
+``processors.kafka.invalid``). The ingest topic has a dead-letter topic of its own (its
+records can be replayed once fixed); every other topic's go to ``invalid-records.v1``,
+which the operator API lists (``GET /v1/admin/invalid-records``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 DAY_MS = 24 * 60 * 60 * 1000
-OnInvalid = Literal["dead-letter", "skip", "stop"]
+#: Where readers send what they cannot decode, unless a topic names its own.
+INVALID_RECORDS_NAME = "invalid-records.v1"
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,8 @@ class TopicSpec:
     #: None keeps records forever (compacted topics hold current state).
     retention_ms: int | None
     purpose: str
-    #: What a reader does with a record it cannot decode (see the module docstring).
-    on_invalid: OnInvalid = "skip"
-    #: Where ``dead-letter`` sends such records (a topic name without the prefix).
-    dead_letter: str | None = None
+    #: Where readers send a record they cannot decode (a topic name without the prefix).
+    dead_letter: str = INVALID_RECORDS_NAME
     #: The broker stamps each record's time (``LogAppendTime``) instead of the producer.
     broker_time: bool = False
 
@@ -57,36 +56,37 @@ class TopicSpec:
 
 # Usage records are keyed by tenant, so one tenant's events stay ordered in one partition.
 # Kept for 40 days: longer than the 35-day deduplication window, so a counter can be
-# rebuilt from the topic for any open period. Only Meterly writes it, and its records are
-# accepted usage: the counter stops at one it cannot read rather than leave it uncounted
-# (a record of a newer writer waits for the counter's upgrade).
+# rebuilt from the topic for any open period. Only Meterly's principal may write it (the
+# local Kafka's ACLs); a record the counter cannot read is dead-lettered in the counting
+# transaction, so it is kept (and counted in meterly_invalid_records_total), never lost.
 USAGE = TopicSpec(
     "usage.v1", 4, "delete", 40 * DAY_MS,
     "accepted usage events, packed per tenant, written by the gateway and the ingest validator",
-    on_invalid="stop",
 )
 INGEST_DEAD_LETTER = TopicSpec(
     "ingest.dead-letter.v1", 1, "delete", 30 * DAY_MS,
     "ingest records that failed validation, with the reason in a header",
 )
+INVALID_RECORDS = TopicSpec(
+    INVALID_RECORDS_NAME, 1, "delete", 30 * DAY_MS,
+    "records a reader could not decode, unchanged, with the reader and the reason in headers",
+)
 INGEST = TopicSpec(
     "ingest.cloudevents.v1", 4, "delete", 7 * DAY_MS,
     "CloudEvents (Kafka protocol binding) written by a platform's own services",
-    on_invalid="dead-letter", dead_letter=INGEST_DEAD_LETTER.name,
+    dead_letter=INGEST_DEAD_LETTER.name,
     # Records are judged by when the broker took them, not by a producer's clock.
     broker_time=True,
 )
 # Co-partitioned with USAGE (same partition count): partition p holds source partition p's
 # counters and remembered ids. Compacted: the latest counter value per key is kept. The
-# counter's own transactional state: a record the mirror or a restoring counter cannot
-# read means the state cannot be trusted, so they stop.
+# counter's own transactional state; only Meterly's principal writes it.
 COUNTER_CHANGELOG = TopicSpec(
     "counter-changelog.v1", USAGE.partitions, "compact", None,
     "the counting worker's state: absolute counters and first-seen ids, transactional",
-    on_invalid="stop",
 )
-# Skip: one unreadable record must not keep every gateway and worker from following the
-# others (a record of a newer writer is read once its reader is upgraded).
+# One unreadable record must not keep every gateway and worker from following the others
+# (a record of a newer writer is dead-lettered by an older reader and read once upgraded).
 ADMIN = TopicSpec(
     "admin.v1", 1, "compact", None,
     "tenant and API key state, one record per entity, the key cache of every gateway",
@@ -120,8 +120,8 @@ WEBHOOK_DEAD_LETTER = TopicSpec(
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    USAGE, COUNTER_CHANGELOG, INGEST, INGEST_DEAD_LETTER, ADMIN, INVOICES, BILLING_COMMANDS,
-    WEBHOOK_EVENTS, *WEBHOOK_RETRIES, WEBHOOK_DEAD_LETTER,
+    USAGE, COUNTER_CHANGELOG, INGEST, INGEST_DEAD_LETTER, INVALID_RECORDS, ADMIN, INVOICES,
+    BILLING_COMMANDS, WEBHOOK_EVENTS, *WEBHOOK_RETRIES, WEBHOOK_DEAD_LETTER,
 )
 
 

@@ -66,7 +66,7 @@ def clock(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cassandra_session(settings: Settings) -> Iterator[Session]:
     """A driver session on the run's Cassandra (no keyspace bound: statements name it)."""
     assert settings.cassandra_hosts
-    cluster, session = connect(settings.cassandra_hosts)
+    cluster, session = connect(settings.cassandra_hosts, security=settings.cassandra_security)
     try:
         yield session
     finally:

@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from ops.topics import ensure_topics
+from processors.kafka.config import client_config
 from processors.kafka.retry import with_retries
 from processors.runtime.settings import Settings
 from processors.usage.counter import GROUP
@@ -147,7 +148,7 @@ COUNTING_SECONDS = 14.0
 
 def mirror_totals(settings: Settings, keys: Totals) -> Totals:
     assert settings.cassandra_hosts
-    cluster, session = connect(settings.cassandra_hosts)
+    cluster, session = connect(settings.cassandra_hosts, security=settings.cassandra_security)
     try:
         table = UsageTable(session, settings.cassandra_keyspace)
         found: Totals = {}
@@ -161,7 +162,7 @@ def mirror_totals(settings: Settings, keys: Totals) -> Totals:
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
     """The sum of ``group``'s committed offsets on ``topic`` (progress, across restarts)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+    consumer = Consumer({**client_config(bootstrap), "group.id": group,
                          "enable.auto.commit": False})
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
+from processors.kafka.config import client_config
 from processors.usage.core.periods import period_of
 from schemas.topics import INGEST, INGEST_VALIDATOR_GROUP
 from tests.faults import Fault, Outcome, committed_offsets, log_has, wait_until_or_false
@@ -104,9 +105,11 @@ class IngestProducer(threading.Thread):
     """A platform service writing CloudEvents to the Kafka ingest topic (tenant id as the key)
     until stopped, at least ``at_least`` events; ``sent`` counts acknowledged events."""
 
-    def __init__(self, stack: Stack, tenant: str, at_least: int = 6000) -> None:
+    def __init__(self, stack: Stack, tenant: str, key: str, at_least: int = 6000) -> None:
         super().__init__(daemon=True)
         self.stack, self.tenant, self.at_least = stack, tenant, at_least
+        self.headers = [("content-type", b"application/cloudevents+json"),
+                        ("meterly-key", key.encode())]
         self.sent = 0
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -115,7 +118,7 @@ class IngestProducer(threading.Thread):
         try:
             assert self.stack.settings.kafka_bootstrap
             topic = INGEST.full_name(self.stack.settings.topic_prefix)
-            producer = Producer({"bootstrap.servers": self.stack.settings.kafka_bootstrap,
+            producer = Producer({**client_config(self.stack.settings.kafka_bootstrap),
                                  "enable.idempotence": True, "acks": "all", "linger.ms": 5})
             acked = [0]
 
@@ -129,8 +132,7 @@ class IngestProducer(threading.Thread):
                 event = {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "faults",
                          "type": "calls", "time": now}
                 producer.produce(topic, json.dumps(event).encode(), key=self.tenant.encode(),
-                                 headers=[("content-type", b"application/cloudevents+json")],
-                                 on_delivery=delivered)
+                                 headers=self.headers, on_delivery=delivered)
                 producer.poll(0)
                 n += 1
                 if n % 200 == 0:
@@ -181,7 +183,7 @@ def run_ingest(stack: Stack, scenario: str, seed: int,
         validator.kill()
         validator.start()
     if via_kafka:
-        ingest = IngestProducer(stack, tenant)
+        ingest = IngestProducer(stack, tenant, key)
         ingest.start()
     else:
         clients = _clients(stack, key, tag)

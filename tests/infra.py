@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ops.infra.stack import Component, LocalStack
+from ops.provision import use_env
 from processors.runtime.settings import Settings
 
 
@@ -54,8 +55,12 @@ class LocalInfra:
 
     @classmethod
     def start(cls, settings: Settings) -> LocalInfra:
+        """Start (or find) the local stack, and take Meterly's credentials for it into this
+        process's settings, which every process a test starts inherits."""
         stack = LocalStack(settings.home, settings.cache_dir, "single", progress=print)
-        return cls(stack, started=stack.up())
+        started = stack.up()
+        use_env(stack.client_env())
+        return cls(stack, started=started)
 
     @property
     def kafka_bootstrap(self) -> str:

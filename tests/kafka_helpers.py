@@ -9,20 +9,21 @@ from datetime import datetime
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from processors.kafka.config import client_config
 from processors.kafka.retry import with_retries
 from schemas import admin_v1
 
 
 def new_topic(bootstrap: str, prefix: str, partitions: int = 1, replication: int = 1) -> str:
     name = f"{prefix}probe-{secrets.token_hex(4)}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     for future in admin.create_topics([NewTopic(name, partitions, replication)]).values():
         future.result(timeout=30)
     return name
 
 
 def producer(bootstrap: str, **extra: str) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+    return Producer({**client_config(bootstrap), "enable.idempotence": True, "acks": "all",
                      **extra})
 
 
@@ -44,7 +45,7 @@ def read_all_records_with_headers(
 ) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     """Every visible (key, value, headers) of ``topic`` in offset order per partition."""
     consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": f"probe-{secrets.token_hex(4)}",
         "isolation.level": isolation,
         "enable.auto.commit": False,

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from processors.billing.core.invoice import invoice_id
 from processors.billing.invoice_store import InvoiceStore
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_bounds, period_of
 from schemas import billing_commands_v1
@@ -40,7 +41,7 @@ def sequence_numbers(store: InvoiceStore, refs: list[tuple[str, str]], prefix: s
 def _group(bootstrap: str, group: str, topic: str) -> dict[str, set[int]] | None:
     """The members of consumer group ``group`` and the ``topic`` partitions each holds, or
     None while the group is not stable (still balancing, or not formed)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     try:
         described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(15)
     except Exception:  # noqa: BLE001 - a coordinator moving or loading: ask again

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from processors.kafka.config import client_config
 from processors.kafka.offsets import consumer_lag
 from processors.kafka.retry import with_retries
 from processors.runtime.settings import Settings
@@ -85,7 +86,7 @@ class LoadProducer(threading.Thread):
 
     def run(self) -> None:
         try:
-            producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+            producer = Producer({**client_config(self.bootstrap), "enable.idempotence": True,
                                  "acks": "all", "linger.ms": 5,
                                  "message.timeout.ms": 300_000})
             begun = time.monotonic()
@@ -217,7 +218,7 @@ def worker_env(settings: Settings, home: Path, worker_id: str) -> dict[str, str]
 
 
 def group_lag(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+    consumer = Consumer({**client_config(bootstrap), "group.id": group,
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]

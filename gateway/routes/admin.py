@@ -63,7 +63,7 @@ async def reactivate_tenant(tenant_id: str, runtime: RuntimeDep, _: Operator) ->
 @router.post("/tenants/{tenant_id}/keys", status_code=201, response_model=KeyCreated)
 async def create_key(tenant_id: str, body: KeyCreate, runtime: RuntimeDep,
                      _: Operator) -> KeyCreated:
-    return await tenants.create_key(runtime, tenant_id, body.name)
+    return await tenants.create_key(runtime, tenant_id, body.name, body.scope)
 
 
 @router.get("/tenants/{tenant_id}/keys", response_model=list[KeyPublic])

@@ -32,7 +32,8 @@ def key_public(k: ApiKey, last_used: float | None) -> KeyPublic:
     used = time_text(datetime.fromtimestamp(last_used, UTC), "seconds") if last_used else None
     return KeyPublic(id=k.id, tenant_id=k.tenant_id, name=k.name, prefix=k.prefix,
                      created_at=k.created_at, last_used_at=used, revoked_at=k.revoked_at,
-                     expires_at=k.expires_at)
+                     expires_at=k.expires_at,
+                     scope="ingest" if k.scope == keys.INGEST_SCOPE else None)
 
 
 def key_or_404(runtime: Runtime, tenant_id: str, key_id: str) -> ApiKey:
@@ -102,16 +103,19 @@ async def set_status(runtime: Runtime, tenant_id: str, status: TenantStatus) -> 
     return tenant_public(updated)
 
 
-async def _new_key(runtime: Runtime, tenant: Tenant, name: str) -> KeyCreated:
+async def _new_key(runtime: Runtime, tenant: Tenant, name: str,
+                   scope: str | None = None) -> KeyCreated:
     generated = keys.generate()
     key = ApiKey(id=f"key_{secrets.token_hex(8)}", tenant_id=tenant.id, name=name,
-                 prefix=generated.display_prefix, hash=generated.hash, created_at=now_text())
+                 prefix=generated.display_prefix, hash=generated.hash, created_at=now_text(),
+                 scope=scope)
     await runtime.admin_topic.publish(key)
     return KeyCreated(**key_public(key, None).model_dump(), key=generated.raw)
 
 
-async def create_key(runtime: Runtime, tenant_id: str, name: str) -> KeyCreated:
-    return await _new_key(runtime, tenant_or_404(runtime, tenant_id), name)
+async def create_key(runtime: Runtime, tenant_id: str, name: str,
+                     scope: str | None = None) -> KeyCreated:
+    return await _new_key(runtime, tenant_or_404(runtime, tenant_id), name, scope)
 
 
 def list_keys(runtime: Runtime, tenant_id: str) -> list[KeyPublic]:
@@ -141,7 +145,7 @@ async def rotate_key(runtime: Runtime, tenant_id: str, key_id: str,
         raise ProblemError(409, "key-expired", "API key expired",
                            f"key {key_id} expired at {old.expires_at}; an expired key cannot be "
                            "rotated back to life: create a new key instead")
-    created = await _new_key(runtime, tenant_or_404(runtime, tenant_id), old.name)
+    created = await _new_key(runtime, tenant_or_404(runtime, tenant_id), old.name, old.scope)
     until = now + timedelta(seconds=overlap_seconds)
     if ends is not None:
         # A key already rotated keeps the end it has, or an earlier one: never a later one.

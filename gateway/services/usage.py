@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import orjson
@@ -9,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.problems import ProblemError
 from gateway.runtime import Runtime
+from processors.kafka.invalid import read_invalid_records
 from processors.usage.core.periods import period_bounds, period_of
 from processors.usage.ingest_dead_letters import (
     IngestDeadLetter,
@@ -19,6 +21,7 @@ from schemas.api_v1 import (
     GapPublic,
     IngestDeadLetterPublic,
     IngestReplay,
+    InvalidRecordPublic,
     MeterUsagePublic,
     ReplayResult,
     SourceGapsPublic,
@@ -26,7 +29,10 @@ from schemas.api_v1 import (
     UsagePublic,
 )
 from schemas.rfc3339 import time_text
-from schemas.topics import INGEST, INGEST_DEAD_LETTER
+from schemas.topics import INGEST, INGEST_DEAD_LETTER, INVALID_RECORDS
+
+#: How much of an unreadable record's value a listing shows.
+PREVIEW_BYTES = 4096
 
 
 async def read_usage(runtime: Runtime, tenant_id: str, period: str | None) -> UsagePublic:
@@ -65,6 +71,25 @@ async def list_ingest_dead_letters(runtime: Runtime, limit: int,
         place=d.place, source=d.source, tenant_id=d.tenant_id, reason=d.reason,
         event_id=d.event_id, replayed_from=d.header("meterly-replayed-from"))
         for d in reversed(chosen)]
+
+
+async def list_invalid_records(runtime: Runtime, limit: int,
+                               topic: str | None) -> list[InvalidRecordPublic]:
+    """Records no reader could decode (every topic but ingest's), newest first, one per
+    source place; ``topic`` (without the deployment prefix) narrows to one topic."""
+    assert runtime.settings.kafka_bootstrap
+    prefix = runtime.settings.topic_prefix
+    found = await run_in_threadpool(read_invalid_records, runtime.settings.kafka_bootstrap,
+                                    INVALID_RECORDS.full_name(prefix))
+    if topic is not None:
+        found = [r for r in found if r.source.rsplit("/", 2)[0] == f"{prefix}{topic}"]
+    return [InvalidRecordPublic(
+        source=r.source, readers=list(r.readers), reason=r.reason,
+        key=r.key.decode("utf-8", "replace") if r.key is not None else None,
+        size=len(r.value or b""),
+        value_base64=base64.b64encode((r.value or b"")[:PREVIEW_BYTES]).decode(),
+        dead_lettered_at=time_text(datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)))
+        for r in reversed(found[-limit:])]
 
 
 async def replay_ingest_dead_letters(runtime: Runtime, body: IngestReplay) -> ReplayResult:

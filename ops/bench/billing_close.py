@@ -34,6 +34,7 @@ from processors.billing import invoice_codec
 from processors.billing.core.invoice import BillingParty, Party, PlanAssignment, compose_invoice
 from processors.billing.core.invoice_pdf import render_invoice_pdf
 from processors.billing.core.plans import to_plan
+from processors.kafka.config import client_config
 from processors.usage.core.periods import period_bounds
 from processors.usage.mirror_table import UsageTable
 from schemas import admin_v1
@@ -60,7 +61,7 @@ def seed(bootstrap: str, prefix: str, usage: UsageTable, tenants: int) -> list[s
     start, _ = period_bounds(PERIOD)
     stamp = start.isoformat().replace("+00:00", "Z")
     ids = [f"ten_{i:06d}{secrets.token_hex(3)}" for i in range(tenants)]
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "linger.ms": 20})
     topic = ADMIN.full_name(prefix)
     records: list[admin_v1.AdminEntity] = [admin_v1.PlanVersion("bench", 1, stamp, PLAN)]
@@ -139,7 +140,7 @@ def main() -> None:
     deployment = fresh_deployment()
     bootstrap, cassandra = deployment.bootstrap, deployment.cassandra
     prefix, keyspace = deployment.prefix, deployment.keyspace
-    cluster, session = connect(cassandra)
+    cluster, session = connect(cassandra, security=deployment.settings.cassandra_security)
     usage = UsageTable(session, keyspace)
     began = time.perf_counter()
     seed(bootstrap, prefix, usage, args.tenants)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from ops.provision import prepare
+from ops.provision import prepare, use_local_infra
 from ops.topics import ensure_topics
 from processors.runtime.settings import Settings, get_settings
 from schemas.topics import ALL_TOPICS
@@ -47,9 +47,11 @@ class Deployment:
 def fresh_deployment() -> Deployment:
     """New topics and a new keyspace (migrated) on the clusters ``meterly infra up`` runs,
     or those METERLY_KAFKA_BOOTSTRAP / METERLY_CASSANDRA_HOSTS name."""
-    settings = get_settings()
-    bootstrap = settings.kafka_bootstrap or "127.0.0.1:9092"
-    cassandra = settings.cassandra_hosts or "127.0.0.1:9042"
+    # The provisioned clusters take Meterly's credentials (ops.provision.use_local_infra).
+    settings = use_local_infra(get_settings())
+    assert settings.kafka_bootstrap
+    assert settings.cassandra_hosts
+    bootstrap, cassandra = settings.kafka_bootstrap, settings.cassandra_hosts
     scoped = settings.model_copy(update={"topic_prefix": f"bench-{secrets.token_hex(3)}.",
                                          "cassandra_keyspace": f"bench_{secrets.token_hex(3)}"})
     ensure_topics(bootstrap, scoped.topic_prefix, 1, ALL_TOPICS)

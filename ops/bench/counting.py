@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ops.infra.process import resident_bytes
 from ops.topics import ensure_topics
+from processors.kafka.config import client_config
 from processors.kafka.offsets import consumer_lag
 from processors.runtime.settings import get_settings
 from processors.usage.counter import GROUP
@@ -38,7 +39,7 @@ from schemas.usage_v1 import UsageEvent, UsageRecord
 
 
 def fill(bootstrap: str, topic: str, events: int, per_record: int) -> float:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 20, "compression.type": "lz4",
                          "batch.size": 1_000_000, "queue.buffering.max.kbytes": 1_000_000})
     now_ms = int(time.time() * 1000)
@@ -63,7 +64,7 @@ def fill(bootstrap: str, topic: str, events: int, per_record: int) -> float:
 
 def bare_loop(bootstrap: str, topic: str, events: int) -> float:
     group = f"bare-{secrets.token_hex(4)}"
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+    consumer = Consumer({**client_config(bootstrap), "group.id": group,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "isolation.level": "read_committed"})
     consumer.subscribe([topic])
@@ -94,7 +95,7 @@ def worker_run(bootstrap: str, prefix: str, home: Path, events: int) -> tuple[fl
            "METERLY_HOME": str(home), "METERLY_WORKER_ID": "bench",
            "METERLY_CASSANDRA_HOSTS": os.environ.get("METERLY_CASSANDRA_HOSTS", "127.0.0.1")}
     topic = USAGE.full_name(prefix)
-    watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}{GROUP}",
+    watcher = Consumer({**client_config(bootstrap), "group.id": f"{prefix}{GROUP}",
                         "enable.auto.commit": False})
     initial = lag(watcher, topic, USAGE.partitions)
     proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "worker", "counter"], env=env,
@@ -123,7 +124,7 @@ def worker_run(bootstrap: str, prefix: str, home: Path, events: int) -> tuple[fl
 
 def counted_total(bootstrap: str, topic: str) -> int:
     group = f"check-{secrets.token_hex(4)}"
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+    consumer = Consumer({**client_config(bootstrap), "group.id": group,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": True})
     consumer.subscribe([topic])

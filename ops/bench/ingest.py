@@ -28,6 +28,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from ops.bench.common import free_port, fresh_deployment, tenant_key, wait_healthy
+from processors.kafka.config import client_config
 from schemas import usage_v1
 from schemas.topics import USAGE
 from schemas.usage_v1 import UsageEvent, UsageRecord
@@ -75,7 +76,7 @@ def wrk(url: str, seconds: int, connections: int, script: Path | None = None,
 
 
 def raw_producer(bootstrap: str, topic: str, events: int) -> float:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 2, "compression.type": "lz4"})
     now_ms = int(time.time() * 1000)
     begun = time.monotonic()

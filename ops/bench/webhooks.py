@@ -30,6 +30,7 @@ import aiohttp
 from confluent_kafka import Producer
 
 from ops.bench.common import cpu_seconds, free_port, fresh_deployment, jvm_pids
+from processors.kafka.config import client_config
 from processors.webhooks.core.signing import new_secret
 from schemas import admin_v1, webhooks_v1
 from schemas.topics import ADMIN, WEBHOOK_EVENTS
@@ -147,7 +148,7 @@ def main() -> None:
         time.sleep(1.5)
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         tenants = [f"ten_bench_{n}" for n in range(args.tenants)]
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+        producer = Producer({**client_config(bootstrap), "linger.ms": 20,
                              "compression.type": "lz4", "enable.idempotence": True})
         for tenant in tenants:
             endpoint = admin_v1.WebhookEndpoint(
@@ -190,7 +191,7 @@ def main() -> None:
         received = asyncio.run(stats(base))
         rate = args.messages / total
         bare = asyncio.run(baseline(base, args.messages, args.concurrency))
-    cluster, session = connect(cassandra)
+    cluster, session = connect(cassandra, security=deployment.settings.cassandra_security)
     outcomes: Counter[str] = Counter()
     for t in tenants:
         for row in session.execute(

@@ -4,17 +4,33 @@
 The JVM flags below are the ones upstream ships in ``conf/jvm-server.options`` and
 ``conf/jvm17-server.options`` for Java 17 (module exports and opens that Cassandra needs),
 minus heap pre-touch, which only slows a laptop start.
+
+Secured like a production node: ``PasswordAuthenticator`` with ``CassandraAuthorizer``,
+and client encryption offered on the native port (optional, so a client chooses TLS or
+not; the certificate is the local CA's of ``ops.infra.tls``). On the first start the
+default superuser ``cassandra``/``cassandra`` is used once (``secure``) to create Meterly's
+own role, ``meterly``, a superuser with a generated password; ``meterly`` then turns the
+default role's login off and gives it a random password. ``system_auth`` is replicated to
+every node of a cluster, so a node down never locks Meterly out.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ops.infra.artifacts import ProvisioningError
+from ops.infra.credentials import CASSANDRA_ROLE, LocalCredentials
 from ops.infra.java import java_executable
 from ops.infra.process import Service, port_open
+from ops.infra.tls import LocalTls
+
+#: The superuser every new Cassandra has until ``secure`` turns it off.
+DEFAULT_ROLE = ("cassandra", "cassandra")
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,8 @@ def contact_points(nodes: list[CassandraNode]) -> str:
     return ",".join(f"{n.address}:{n.native_port}" for n in nodes)
 
 
-def cassandra_yaml(node: CassandraNode, seed: CassandraNode, state: Path) -> str:
+def cassandra_yaml(node: CassandraNode, seed: CassandraNode, state: Path,
+                   tls: LocalTls) -> str:
     return f"""cluster_name: meterly-local
 num_tokens: 16
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
@@ -68,6 +85,15 @@ hints_directory: {state / "hints"}
 saved_caches_directory: {state / "saved_caches"}
 concurrent_compactors: 1
 auto_snapshot: false
+authenticator: PasswordAuthenticator
+authorizer: CassandraAuthorizer
+role_manager: CassandraRoleManager
+client_encryption_options:
+  enabled: true
+  optional: true
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: {tls.server_pem}
 """
 
 
@@ -116,21 +142,51 @@ _JVM_OPTIONS = [
 ]
 
 
-def cassandra_ready(node: CassandraNode, expected_peers: int = 0) -> bool:
-    """True when the node answers CQL and, in a cluster, sees its peers."""
-    if not port_open(node.address, node.native_port):
-        return False
+def _node_cluster(node: CassandraNode, role: tuple[str, str]) -> Any:
+    from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import WhiteListRoundRobinPolicy
 
-    profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([node.address]))
-    cluster = Cluster(
+    profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([node.address]),
+                               request_timeout=30)
+    return Cluster(
         [node.address],
         port=node.native_port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
         connect_timeout=3,
+        auth_provider=PlainTextAuthProvider(username=role[0], password=role[1]),
     )
+
+
+def _roles(credentials: LocalCredentials) -> list[tuple[str, str]]:
+    """Who may log in: ``meterly`` once ``secure`` ran, the default role before."""
+    return [(CASSANDRA_ROLE, credentials.cassandra_meterly), DEFAULT_ROLE]
+
+
+def cassandra_ready(node: CassandraNode, credentials: LocalCredentials,
+                    expected_peers: int = 0) -> bool:
+    """True when the node answers CQL and, in a cluster, sees its peers.
+
+    Without peers to count, a refused login is an answer too: the first node of a cluster
+    cannot read its roles (``system_auth`` is replicated to three nodes) until the others
+    joined, and it must count as started for them to be started."""
+    if not port_open(node.address, node.native_port):
+        return False
+    for role in _roles(credentials):
+        answer = _answers(node, role, expected_peers)
+        if answer is not None:
+            return answer
+    return False
+
+
+def _answers(node: CassandraNode, role: tuple[str, str], expected_peers: int) -> bool | None:
+    """Whether the node is ready, seen as ``role``; None when ``role`` may not log in and
+    peers must be counted."""
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    cluster = _node_cluster(node, role)
     try:
         session = cluster.connect()
         session.execute("SELECT release_version FROM system.local", timeout=3)
@@ -138,14 +194,68 @@ def cassandra_ready(node: CassandraNode, expected_peers: int = 0) -> bool:
             peers = list(session.execute("SELECT peer FROM system.peers_v2", timeout=3))
             return len(peers) >= expected_peers
         return True
+    except NoHostAvailable as exc:
+        if any(isinstance(e, AuthenticationFailed) for e in exc.errors.values()):
+            return None if expected_peers else True
+        return False
     except Exception:  # noqa: BLE001 - any failure here means "not ready yet"
         return False
     finally:
         cluster.shutdown()
 
 
+def secure(node: CassandraNode, credentials: LocalCredentials, timeout: float = 90) -> None:
+    """Make Meterly's role and disable the default one, once (idempotent). The default
+    role appears a moment after a node's first start (in a cluster, once a quorum of
+    ``system_auth`` replicas runs), so logins are retried until ``timeout``."""
+    own = (CASSANDRA_ROLE, credentials.cassandra_meterly)
+    deadline = time.monotonic() + timeout
+    while True:
+        session = _login(node, own)
+        if session is not None:
+            break
+        default = _login(node, DEFAULT_ROLE)
+        if default is not None:
+            cluster, s = default
+            try:
+                s.execute(f"CREATE ROLE IF NOT EXISTS {CASSANDRA_ROLE} WITH PASSWORD = "
+                          f"'{credentials.cassandra_meterly}' AND LOGIN = true "
+                          "AND SUPERUSER = true")
+            finally:
+                cluster.shutdown()
+            continue
+        if time.monotonic() > deadline:
+            raise ProvisioningError(
+                f"{node.name} accepts neither Meterly's role (credentials.json) nor the "
+                "default one: its system_auth was changed by hand, or credentials.json was "
+                "replaced. Restore the file, or remove the node's state to start afresh.")
+        time.sleep(0.5)
+    cluster, s = session
+    try:
+        s.execute(f"ALTER ROLE {DEFAULT_ROLE[0]} WITH PASSWORD = "
+                  f"'{credentials.cassandra_default}' AND LOGIN = false AND SUPERUSER = false")
+    finally:
+        cluster.shutdown()
+
+
+def _login(node: CassandraNode, role: tuple[str, str]) -> Any:
+    """(cluster, session) logged in as ``role``, or None when the node refuses it."""
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    cluster = _node_cluster(node, role)
+    try:
+        return cluster, cluster.connect()
+    except NoHostAvailable as exc:
+        cluster.shutdown()
+        if any(isinstance(e, AuthenticationFailed) for e in exc.errors.values()):
+            return None
+        raise
+
+
 def services(
-    lib: Path, state: Path, logs: Path, run: Path, nodes: list[CassandraNode], heap: str
+    lib: Path, state: Path, logs: Path, run: Path, nodes: list[CassandraNode], heap: str,
+    credentials: LocalCredentials, tls: LocalTls,
 ) -> list[Service]:
     java = java_executable()
     jamm = sorted(lib.glob("jamm-*.jar"))
@@ -155,7 +265,7 @@ def services(
         conf = node_state / "conf"
         conf.mkdir(parents=True, exist_ok=True)
         yaml = conf / "cassandra.yaml"
-        yaml.write_text(cassandra_yaml(node, nodes[0], node_state))
+        yaml.write_text(cassandra_yaml(node, nodes[0], node_state, tls))
         logback = conf / "logback.xml"
         logback.write_text(_LOGBACK)
         marker = f"-Dmeterly.service={node.name}@{state}"
@@ -171,6 +281,9 @@ def services(
             f"-Dcassandra.jmx.local.port={node.jmx_port}",
             # A lone node has no gossip to wait for; a cluster waits briefly, not 30 s.
             "-Dcassandra.ring_delay_ms=1000",
+            # The default role at once (not after 10 s), and system_auth on every node.
+            "-Dcassandra.superuser_setup_delay_ms=0",
+            f"-Dcassandra.system_auth.default_rf={len(nodes)}",
             *(["-Dcassandra.skip_wait_for_gossip_to_settle=0"] if single else []),
             "-cp", f"{lib}/*", "org.apache.cassandra.service.CassandraDaemon",
         ]
@@ -187,7 +300,7 @@ def services(
                     (node.address, node.storage_port),
                     ("127.0.0.1", node.jmx_port),
                 ],
-                ready=functools.partial(cassandra_ready, node),
+                ready=functools.partial(cassandra_ready, node, credentials),
             )
         )
     return result

@@ -5,6 +5,11 @@ suite use). Cluster mode runs three Kafka brokers and three Cassandra nodes on
 127.0.0.1/.2/.3 for fault tests. S3Proxy, an S3-compatible object store, is optional: it
 starts only when asked for (``meterly infra up --only s3``, the tests' ``s3_endpoint``),
 since invoice PDFs go to a local directory unless S3 is configured.
+
+Kafka and Cassandra are secured (``ops.infra.kafka``, ``ops.infra.cassandra``): the
+credentials are in ``<home>/infra/credentials.json`` and the local CA in
+``<home>/infra/tls/``, the same for both modes; ``client_env`` is the settings a Meterly
+process connects with (``meterly infra env`` prints them).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ops.infra import artifacts, cassandra, kafka, s3proxy
+from ops.infra import artifacts, cassandra, credentials, kafka, s3proxy, tls
 from ops.infra.process import (
     Service,
     kill,
@@ -89,6 +94,38 @@ class LocalStack:
         return cassandra.contact_points(self.cassandra_nodes)
 
     @property
+    def kafka_tls_bootstrap(self) -> str:
+        """The same brokers' SASL_SSL listeners (certificates of ``tls().ca_file``)."""
+        return kafka.tls_bootstrap(self.kafka_nodes)
+
+    def credentials(self) -> credentials.LocalCredentials:
+        """The generated passwords (made on first use, kept 0600)."""
+        return credentials.load_or_create(self.credentials_file)
+
+    @property
+    def credentials_file(self) -> Path:
+        # One set for both modes, so a process's settings fit the single node and the
+        # cluster alike.
+        return self.home / "infra" / "credentials.json"
+
+    def tls(self) -> tls.LocalTls:
+        """The local CA and the nodes' certificate (made on first use)."""
+        # Every address a node of either mode listens on.
+        addresses = [f"127.0.0.{i}" for i in (1, 2, 3)]
+        return tls.ensure(self.home / "infra" / "tls", addresses)
+
+    def client_env(self, components: tuple[Component, ...] = COMPONENTS) -> dict[str, str]:
+        """The ``METERLY_*`` settings of a process using this stack's ``components`` as
+        Meterly: where they are, and Meterly's own credentials."""
+        env = {k: v for k, v in self.credentials().client_env().items()
+               if k.startswith(tuple(f"METERLY_{c.upper()}_" for c in components))}
+        if "kafka" in components:
+            env["METERLY_KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
+        if "cassandra" in components:
+            env["METERLY_CASSANDRA_HOSTS"] = self.cassandra_hosts
+        return env
+
+    @property
     def s3_endpoint(self) -> str:
         return s3proxy.endpoint("127.0.0.1", self.ports.s3proxy)
 
@@ -116,10 +153,11 @@ class LocalStack:
             return kafka.services(
                 self._lib(artifacts.KAFKA), self._state / "kafka", self.logs, self._run,
                 self.kafka_nodes, heap="512m" if self.mode == "cluster" else "1g",
+                credentials=self.credentials(), tls=self.tls(),
             )
         return cassandra.services(
             self._lib(artifacts.CASSANDRA), self._state / "cassandra", self.logs, self._run,
-            self.cassandra_nodes, heap=heap,
+            self.cassandra_nodes, heap=heap, credentials=self.credentials(), tls=self.tls(),
         )
 
     def up(self, components: tuple[Component, ...] = COMPONENTS) -> list[str]:
@@ -127,6 +165,9 @@ class LocalStack:
         started: list[str] = []
         for component in components:
             begun = time.monotonic()
+            if component == "kafka" and not any(
+                    running_pid(s) for s in self._known(component)):
+                kafka.set_aside_unsecured(self._state / "kafka")
             services = self.services(component)
             if component == "kafka":
                 # A KRaft quorum becomes ready only once a majority runs: launch all, then wait.
@@ -143,6 +184,7 @@ class LocalStack:
                         started.append(service.name)
                 if len(services) > 1:
                     self._wait_for_peers(services)
+                cassandra.secure(self.cassandra_nodes[0], self.credentials())
             self.progress(f"{component} ready in {time.monotonic() - begun:.1f}s")
         return started
 
@@ -151,7 +193,8 @@ class LocalStack:
         nodes_ready = [
             Service(
                 s.name, s.argv, s.workdir, s.log, s.pidfile, s.marker, s.ports,
-                ready=functools.partial(cassandra.cassandra_ready, n, peers),
+                ready=functools.partial(cassandra.cassandra_ready, n, self.credentials(),
+                                        peers),
             )
             for s, n in zip(services, self.cassandra_nodes, strict=True)
         ]

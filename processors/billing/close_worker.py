@@ -69,12 +69,13 @@ from processors.billing.invoice_numbers import InvoiceNumbers
 from processors.billing.invoice_store import InvoiceStore
 from processors.kafka.faust_app import (
     bytes_topic,
+    dead_letter_of,
     event_place,
     faust_app,
     header_cid,
     run_app,
 )
-from processors.kafka.invalid import invalid_record
+from processors.kafka.invalid import DECODE_ERRORS, DeadLetters, invalid_record
 from processors.kafka.transactions import exit_now, idempotent_producer
 from processors.runtime.clock import Clock, clock_from
 from processors.runtime.settings import Settings
@@ -253,6 +254,8 @@ def build_app(settings: Settings, billing: Billing) -> faust.App:
         # A dead worker's partitions move to the others after this many seconds.
         broker_session_timeout=10, broker_heartbeat_interval=3)
     topic = bytes_topic(app, billing.commands_topic)
+    assert settings.kafka_bootstrap
+    dead_letters = DeadLetters(settings.kafka_bootstrap, settings.topic_prefix, "billing")
 
     @app.agent(topic)
     async def close_periods(stream: Any) -> None:
@@ -265,10 +268,13 @@ def build_app(settings: Settings, billing: Billing) -> faust.App:
                         continue
                     try:
                         command = billing_commands_v1.decode(e.value)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        invalid_record(BILLING_COMMANDS, event_place(e), exc)
+                    except DECODE_ERRORS as exc:
+                        invalid_record(BILLING_COMMANDS, event_place(e), exc,
+                                       dead_letter_of(dead_letters, e))
                         continue
                     commands.append(replace(command, correlation_id=header_cid(e)))
+                # Kept before these events are acknowledged (and their offsets committed).
+                await loop.run_in_executor(None, dead_letters.flush)
                 if not commands:
                     continue
                 # The close barrier: nothing is read before the usage accepted until the

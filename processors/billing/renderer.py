@@ -41,12 +41,13 @@ from processors.billing.core.pdf_keys import pdf_key, void_pdf_key
 from processors.billing.invoice_store import InvoiceStore
 from processors.kafka.faust_app import (
     bytes_topic,
+    dead_letter_of,
     event_place,
     faust_app,
     header_cid,
     run_app,
 )
-from processors.kafka.invalid import invalid_record
+from processors.kafka.invalid import DECODE_ERRORS, DeadLetters, invalid_record
 from processors.kafka.transactions import exit_now, idempotent_producer
 from processors.runtime import keyring
 from processors.runtime.settings import Settings
@@ -106,6 +107,9 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
     app = faust_app(settings, "invoice-renderer")
     messages_topic = WEBHOOK_EVENTS.full_name(settings.topic_prefix)
     topic = bytes_topic(app, INVOICES.full_name(settings.topic_prefix))
+    assert settings.kafka_bootstrap
+    dead_letters = DeadLetters(settings.kafka_bootstrap, settings.topic_prefix,
+                               "invoice-renderer")
 
     @app.agent(topic)
     async def render_invoices(stream: Any) -> None:
@@ -119,8 +123,9 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
                 for event in events:
                     try:
                         kind, doc = invoice_codec.decode_event(event.value)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        invalid_record(INVOICES, event_place(event), exc)
+                    except DECODE_ERRORS as exc:
+                        invalid_record(INVOICES, event_place(event), exc,
+                                       dead_letter_of(dead_letters, event))
                         continue
                     if kind in (invoice_codec.FINALIZED, invoice_codec.VOIDED):
                         if doc.number is None:
@@ -137,6 +142,8 @@ def build_app(settings: Settings, store: InvoiceStore, objects: ObjectStore,
                         latest[doc.id] = doc
                         if (cid := header_cid(event)) is not None:
                             cids[doc.id] = cid
+                # Kept before these events are acknowledged (and their offsets committed).
+                await loop.run_in_executor(None, dead_letters.flush)
                 # Cassandra, the object store and fpdf2 all block; Faust's loop stays free.
                 count = await loop.run_in_executor(None, store_pdfs, store, objects,
                                                    list(latest.values()), producer,

@@ -23,8 +23,8 @@ from processors.kafka.messages import data_messages
 
 log = logging.getLogger(__name__)
 
-#: Called with each record's value and offset; tombstones (no value) are not passed on.
-OnValue = Callable[[bytes, int], None]
+#: Called with each record that has a value; tombstones (no value) are not passed on.
+OnRecord = Callable[[Message], None]
 
 
 def reader(bootstrap: str, name: str) -> Consumer:
@@ -68,7 +68,7 @@ def total_records(consumer: Consumer, topic: str) -> int:
 
 
 class TopicFollower:
-    def __init__(self, bootstrap: str, topic: str, on_value: OnValue, name: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, on_value: OnRecord, name: str) -> None:
         self.topic = topic
         self._on_value = on_value
         self._caught_up = threading.Event()
@@ -141,7 +141,7 @@ class TopicFollower:
                 continue
             value, offset, partition = msg.value(), msg.offset(), msg.partition()
             if value is not None and offset is not None:
-                self._on_value(value, offset)
+                self._on_value(msg)
             if offset is not None and partition is not None:
                 self._positions = {**self._positions, partition: offset + 1}
         self._consumer.close()

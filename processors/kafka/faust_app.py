@@ -7,11 +7,13 @@ schema.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import faust
 
 from processors.kafka.config import faust_credentials
+from processors.kafka.invalid import DeadLetter, DeadLetters
 from processors.runtime.logs import faust_worker_logging
 from processors.runtime.settings import Settings
 
@@ -51,6 +53,15 @@ def event_place(event: Any) -> str:
     """Where a Faust event's record is: topic/partition/offset."""
     message = event.message
     return f"{message.topic}/{message.partition}/{message.offset}"
+
+
+def dead_letter_of(letters: DeadLetters, event: Any) -> DeadLetter:
+    """The dead-lettering of a Faust event's record, unchanged."""
+    message = event.message
+    headers = message.headers
+    if isinstance(headers, Mapping):
+        headers = list(headers.items())
+    return letters.of_record(event_place(event), message.key, message.value, headers)
 
 
 def run_app(app: faust.App, name: str) -> None:

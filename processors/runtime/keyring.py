@@ -6,6 +6,8 @@
 | `sessions` | `METERLY_SESSION_KEYS` | HMAC-sign console session cookies (``gateway.console``)  |
 | `secrets`  | `METERLY_SECRET_KEYS`  | wrap the data keys sealing webhook signing secrets       |
 |            |                        | (``processors.webhooks.core.sealing``)                   |
+| `records`  | `METERLY_RECORD_KEYS`  | HMAC-attest ingest records the validator verified        |
+|            |                        | (``processors.usage.core.ingest_credentials``)           |
 
 The newest key of a set signs or seals; every key of it verifies or opens, so a rotation
 never breaks what the previous key made. Each key is 32 random bytes, independent of the
@@ -32,9 +34,9 @@ from pathlib import Path
 
 from processors.runtime.settings import Settings
 
-PURPOSES = ("links", "sessions", "secrets")
+PURPOSES = ("links", "sessions", "secrets", "records")
 SETTINGS = {"links": "METERLY_LINK_KEYS", "sessions": "METERLY_SESSION_KEYS",
-            "secrets": "METERLY_SECRET_KEYS"}
+            "secrets": "METERLY_SECRET_KEYS", "records": "METERLY_RECORD_KEYS"}
 KEY_BYTES = 32
 
 
@@ -100,7 +102,7 @@ def keyring_file(settings: Settings) -> Path:
 
 def _from_setting(settings: Settings, purpose: str) -> Keys | None:
     text = {"links": settings.link_keys, "sessions": settings.session_keys,
-            "secrets": settings.secret_keys}[purpose]
+            "secrets": settings.secret_keys, "records": settings.record_keys}[purpose]
     # Empty counts as unset (docker-compose passes ``${METERLY_LINK_KEYS:-}`` through).
     return parse_keys(purpose, text, SETTINGS[purpose]) if text and text.strip() else None
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     link_keys: str | None = None
     session_keys: str | None = None
     secret_keys: str | None = None
+    #: HMAC keys attesting ingest records the validator verified, so a replayed dead letter
+    #: keeps its tenant without keeping its API key (processors.usage.core.ingest_credentials).
+    record_keys: str | None = None
     #: OpenID Connect sign-in to the console (gateway.oidc): the issuer URL, this client's id
     #: and secret at the provider. Unset: the console takes operator tokens only.
     oidc_issuer: str | None = None
@@ -187,6 +190,19 @@ class Settings(BaseSettings):
         allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
         if not set(value) <= allowed:
             raise ValueError("topic prefix may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
+                     "kafka_sasl_password", "kafka_oauth_token_url", "kafka_oauth_client_id",
+                     "kafka_oauth_client_secret", "kafka_oauth_scope", "kafka_ssl_ca_file",
+                     "kafka_ssl_cert_file", "kafka_ssl_key_file", "kafka_ssl_key_password",
+                     "cassandra_username", "cassandra_password", "cassandra_ssl_ca_file",
+                     "cassandra_ssl_cert_file", "cassandra_ssl_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        # An empty value counts as unset (a compose file passes ``${VAR:-}`` through).
+        if value == "":
+            return "PLAINTEXT" if info.field_name == "kafka_security_protocol" else None
         return value
 
     @field_validator("cassandra_keyspace")

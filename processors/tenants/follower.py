@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 
+from confluent_kafka import Message
+
 from processors.kafka.async_producer import AsyncProducer
 from processors.kafka.compacted_topic import TopicFollower
-from processors.kafka.invalid import invalid_record
+from processors.kafka.invalid import DECODE_ERRORS, DeadLetters, invalid_record, where
 from processors.tenants.core.directory import Directory
 from schemas import admin_v1
 from schemas.admin_v1 import AdminEntity
@@ -29,6 +31,8 @@ class AdminTopic:
         self.directory = directory
         self._producer = producer
         self._follower = TopicFollower(bootstrap, topic, self._apply, "admin-directory")
+        self._dead_letters = DeadLetters(bootstrap, topic.removesuffix(ADMIN.name),
+                                         "admin-follower")
 
     def start(self, timeout: float = 60.0) -> None:
         self._follower.start(timeout)
@@ -40,11 +44,13 @@ class AdminTopic:
         """Wait until every admin record written before this call is in the directory."""
         return self._follower.catch_up(timeout)
 
-    def _apply(self, value: bytes, offset: int) -> None:
+    def _apply(self, msg: Message) -> None:
         try:
-            entity = admin_v1.decode(value)
-        except (ValueError, TypeError, KeyError) as exc:
-            invalid_record(ADMIN, f"{self.topic}/0/{offset}", exc)
+            entity = admin_v1.decode(msg.value() or b"")
+        except DECODE_ERRORS as exc:
+            # Every process following the topic keeps a copy; the listing shows one.
+            invalid_record(ADMIN, where(msg), exc, self._dead_letters.of(msg))
+            self._dead_letters.flush()
             return
         self.directory.apply(entity)
 

@@ -25,6 +25,11 @@ The exactly-once argument, step by step (every crash test names the step it atta
    transaction, which aborts at its timeout or when a producer with the same
    transactional id starts.
 
+A usage record the worker cannot decode is written, unchanged, to ``invalid-records.v1``
+in step 3's transaction (``processors.kafka.invalid``), and a changelog record it cannot
+restore in step 6 is written there before the local checkpoint moves past it: no record
+stops counting.
+
 Any error in a transaction ends the process; the supervisor restarts it and step 6 rebuilds.
 Tests kill the worker at named steps (``processors.runtime.failpoints``):
 ``counter.before-commit`` (3 done, 4 not), ``counter.after-commit`` (4 done, 5 not) and
@@ -51,7 +56,7 @@ from prometheus_client import Counter as Total
 from prometheus_client import Gauge
 
 from processors.kafka.config import client_config
-from processors.kafka.invalid import invalid_record, where
+from processors.kafka.invalid import DECODE_ERRORS, DeadLetters, invalid_record, where
 from processors.kafka.messages import correlation_ids, data_messages
 from processors.kafka.offsets import consumer_lag
 from processors.kafka.retry import with_retries
@@ -153,13 +158,16 @@ class CountingWorker:
             bootstrap, f"{settings.topic_prefix}counter-{worker_id}",
             on_delivery=self._delivered,
         )
+        self.dead_letters = DeadLetters(bootstrap, settings.topic_prefix, "counter")
 
     # Kafka callbacks ---------------------------------------------------------------------
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        # Changelog records only: the transaction also carries webhook messages and dead
+        # letters, whose offsets are no changelog checkpoint.
         partition, offset = msg.partition(), msg.offset()
-        if (err is None and partition is not None and offset is not None
-                and offset > self._offsets.get(partition, -1)):
+        if (err is None and msg.topic() == self.changelog and partition is not None
+                and offset is not None and offset > self._offsets.get(partition, -1)):
             self._offsets[partition] = offset
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -217,8 +225,9 @@ class CountingWorker:
                         raise RuntimeError("changelog record without key or offset")
                     try:
                         store.restore(key, msg.value(), offset)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        invalid_record(COUNTER_CHANGELOG, where(msg), exc)  # stops
+                    except DECODE_ERRORS as exc:
+                        invalid_record(COUNTER_CHANGELOG, where(msg), exc,
+                                       self.dead_letters.of(msg))
                     next_offset = offset + 1
                     applied += 1
                     if applied == 50:
@@ -227,6 +236,7 @@ class CountingWorker:
                     # Transaction markers and aborted records are never delivered; the
                     # position moves past them.
                     next_offset = max(next_offset, reader.position([tp])[0].offset)
+            self.dead_letters.flush()  # kept before the checkpoint moves past them
             store.flush_restore(checkpoint=high)
             if applied:
                 log.info("partition %d: %d changelog records replayed", partition, applied)
@@ -290,18 +300,22 @@ class CountingWorker:
 
     def _process(self, messages: list[Message]) -> None:
         batches: dict[int, _Batch] = {}
+        unreadable: list[tuple[Message, usage_v1.RecordError]] = []
         for msg in data_messages(messages):
             partition, offset, value = msg.partition(), msg.offset(), msg.value()
-            if partition is None or offset is None or value is None:
-                raise RuntimeError("usage record without partition, offset or value")
+            if partition is None or offset is None:
+                raise RuntimeError("usage record without partition or offset")
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = _Batch(offset)
             try:
+                if value is None:
+                    raise usage_v1.RecordError("a usage record without a value")
                 batch.records.append(usage_v1.decode(value))
             except usage_v1.RecordError as exc:
-                # usage.v1 stops: skipping a record would leave accepted usage uncounted.
-                invalid_record(USAGE, where(msg), exc)
+                # Dead-lettered in this batch's transaction (below), so it is kept exactly
+                # when the offsets move past it.
+                unreadable.append((msg, exc))
         folds: dict[int, Fold] = {}
         for partition, batch in batches.items():
             store = self.stores[partition]
@@ -313,6 +327,8 @@ class CountingWorker:
 
         self._offsets.clear()
         self.producer.begin_transaction()
+        for msg, error in unreadable:
+            invalid_record(USAGE, where(msg), error, self.dead_letters.of(msg, self.producer))
         changed_by_partition: dict[int, dict[CounterKey, Counter]] = {}
         seen_records: dict[int, list[tuple[bytes, int, list[bytes]]]] = {}
         for partition, fold in folds.items():

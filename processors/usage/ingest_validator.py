@@ -1,19 +1,23 @@
 """The ingest validator: CloudEvents from the Kafka ingest topic into the counting path.
 
-Platform services write CloudEvents (Kafka protocol binding, tenant id as the record key)
-to ``ingest.cloudevents.v1``. Protocol, per batch:
+Platform services write CloudEvents (Kafka protocol binding, tenant id as the record key,
+an API key of that tenant in the ``meterly-key`` header) to ``ingest.cloudevents.v1``.
+Protocol, per batch:
 
 1. Judge each record the way the HTTP gateway does, before any transaction: a known,
-   active tenant as the key (a tenant not in the directory yet is waited for, once per
-   batch and at most ``UNKNOWN_TENANT_WAIT`` seconds, until the admin records written
-   before then are applied), a CloudEvent, and a time inside the acceptance window at the
-   record's broker time (the topic keeps LogAppendTime), so a validator that lags past a
-   period's close still takes what was written before it.
+   active tenant as the key (a tenant or API key not in the directory yet is waited for,
+   once per batch and at most ``UNKNOWN_TENANT_WAIT`` seconds, until the admin records
+   written before then are applied), a usable API key of that tenant (or the attestation a
+   dead letter of a verified record carries: ``processors.usage.core.ingest_credentials``),
+   a CloudEvent, and a time inside the acceptance window at the record's broker time (the
+   topic keeps LogAppendTime), so a validator that lags past a period's close still takes
+   what was written before it.
 2. Begin a transaction (a stable transactional id per worker fences a dead predecessor).
 3. Pack the valid events per tenant into ``usage.v1`` records.
-4. Send every invalid record, unchanged, to ``ingest.dead-letter.v1`` with the reason in a
-   ``meterly-error`` header (the topic's ``dead-letter`` policy); ``meterly ingest
-   dead-letter --replay`` writes them back to the ingest topic once fixed.
+4. Send every invalid record to ``ingest.dead-letter.v1`` as it came, but for its API key
+   (replaced by an attestation, or by the key's prefix when it was not the tenant's), with
+   the reason in a ``meterly-error`` header; ``meterly ingest dead-letter --replay`` writes
+   them back to the ingest topic once fixed.
 5. Add the consumed offsets to the transaction and commit it (``commit_or_rewind``).
 
 A crash before 5 aborts the transaction: nothing of the batch is visible to the counter
@@ -39,11 +43,15 @@ from processors.kafka.transactions import (
     exit_for_restart,
     transactional_producer,
 )
+from processors.runtime import keyring
 from processors.runtime.failpoints import failpoint
 from processors.runtime.settings import Settings
+from processors.tenants.core import keys
 from processors.tenants.follower import follow_admin
+from processors.usage.core import ingest_credentials as credentials
 from processors.usage.core.periods import AcceptanceWindow
 from schemas import usage_v1
+from schemas.admin_v1 import ApiKey
 from schemas.cloudevents import EventRejected, to_usage_event
 from schemas.cloudevents_kafka import record_to_event
 from schemas.topics import ADMIN, INGEST, INGEST_DEAD_LETTER, INGEST_VALIDATOR_GROUP, USAGE
@@ -86,6 +94,7 @@ class IngestValidator:
         # tenant would never reach an invoice, so they go to the dead-letter topic.
         self.directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
                                                         ADMIN.full_name(prefix))
+        self.record_keys = keyring.load(settings, "records")
 
     def stop(self) -> None:
         self._stop = True
@@ -119,12 +128,44 @@ class IngestValidator:
             raise EventRejected(f"unknown tenant {tenant_id!r}")
         if tenant.status == "suspended":
             raise EventRejected(f"tenant {tenant_id} is suspended")
+        self._check_credential(msg, tenant_id, now)
         event = to_usage_event(record_to_event(msg.value(), msg.headers()), now,
                                self.require_time)
         why = window.rejection(event.time_ms)
         if why:
             raise EventRejected(why)
         return tenant_id, event
+
+    def _key(self, found: credentials.Presented) -> ApiKey | None:
+        if found.raw_key is not None:
+            return (self.directory.key_by_hash(keys.key_hash(found.raw_key))
+                    if keys.looks_like_key(found.raw_key) else None)
+        return self.directory.key(found.attested_key_id or "")
+
+    def _check_credential(self, msg: Message, tenant_id: str, now: datetime) -> None:
+        """The record counts for ``tenant_id`` only with a credential of that tenant."""
+        found = credentials.presented(_headers(msg), tenant_id, msg.value(),
+                                      self.record_keys.by_id())
+        if isinstance(found, str):
+            raise EventRejected(found)
+        key = self._key(found)
+        if key is None and self._waited_for is None:
+            # A key made a moment ago may not have reached this directory yet.
+            self._waited_for = tenant_id
+            self.admin_topic.catch_up(UNKNOWN_TENANT_WAIT)
+            key = self._key(found)
+        why = credentials.refusal(key, tenant_id, now)
+        if why is not None:
+            raise EventRejected(why)
+
+    def _verified(self, msg: Message, tenant_id: str) -> ApiKey | None:
+        """The API key in the record's header, when it is one of ``tenant_id``'s."""
+        raw = next((v for k, v in _headers(msg) if k == credentials.KEY_HEADER), None)
+        if not raw:
+            return None
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        key = self._key(credentials.Presented(raw_key=text.strip()))
+        return key if key is not None and key.tenant_id == tenant_id else None
 
     def judged_at(self, msg: Message, fallback: datetime) -> datetime:
         """When the record was accepted: its broker time (the ingest topic keeps
@@ -142,8 +183,14 @@ class IngestValidator:
         return fallback
 
     def _dead(self, msg: Message, reason: str) -> None:
-        """The record, unchanged, to the dead-letter topic (in the batch's transaction)."""
-        headers = [*(msg.headers() or []), ("meterly-error", reason.encode()),
+        """The record to the dead-letter topic (in the batch's transaction), as it came but
+        for its API key, which is never kept (``ingest_credentials.dead_letter_headers``)."""
+        key = msg.key()
+        tenant_id = key.decode("utf-8", errors="replace") if key else ""
+        kept = credentials.dead_letter_headers(
+            _headers(msg), self._verified(msg, tenant_id), tenant_id, msg.value(),
+            self.record_keys.current)
+        headers = [*kept, ("meterly-error", reason.encode()),
                    ("meterly-source", where(msg).encode())]
         self.producer.produce(self.dead_letter, msg.value(), key=msg.key(), headers=headers)
 
@@ -187,6 +234,11 @@ class IngestValidator:
         if refused:
             log.info("dead-lettered %d of %d ingest records", len(refused), len(messages),
                      extra={"rejected": len(refused), "records": len(messages)})
+
+
+def _headers(msg: Message) -> list[tuple[str, str | bytes | None]]:
+    raw = msg.headers() or []
+    return list(raw.items()) if isinstance(raw, dict) else list(raw)
 
 
 def run_worker(settings: Settings) -> None:

@@ -3,7 +3,8 @@
 Protocol, per batch:
 
 1. Read committed changelog records (``read_committed``: an aborted transaction's records
-   never arrive). An unreadable counter record stops the mirror (``schemas.topics``).
+   never arrive). A record it cannot read is dead-lettered to ``invalid-records.v1``
+   (``processors.kafka.invalid``, flushed before step 5) and the mirror reads on.
 2. Keep the latest value per counter (and per counter and day, for the console's charts).
 3. Write them to Cassandra ``USING TIMESTAMP <changelog offset>``
    (``processors.usage.mirror_table``): a replayed or reordered write never moves a counter
@@ -30,7 +31,7 @@ from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Gauge
 
 from processors.kafka.config import client_config
-from processors.kafka.invalid import invalid_record, where
+from processors.kafka.invalid import DECODE_ERRORS, DeadLetters, invalid_record, where
 from processors.kafka.messages import data_messages
 from processors.kafka.offsets import consumer_lag
 from processors.kafka.retry import with_retries
@@ -75,6 +76,8 @@ class MirrorWorker:
             idempotent_producer(settings.kafka_bootstrap),
             WEBHOOK_EVENTS.full_name(settings.topic_prefix),
             parse_thresholds(settings.usage_thresholds))
+        self.dead_letters = DeadLetters(settings.kafka_bootstrap, settings.topic_prefix,
+                                        "mirror")
         self._stop = False
         self._lag_at = 0.0
 
@@ -97,8 +100,10 @@ class MirrorWorker:
                             raise RuntimeError("changelog record without offset")
                         try:
                             skey, state = changelog.parse_sequence(key, value)
-                        except (ValueError, KeyError, TypeError) as exc:
-                            invalid_record(COUNTER_CHANGELOG, where(msg), exc)
+                        except DECODE_ERRORS as exc:
+                            invalid_record(COUNTER_CHANGELOG, where(msg), exc,
+                                           self.dead_letters.of(msg))
+                            continue
                         sequences[skey] = (state, offset)
                         continue
                     if key is None or key[:1] != changelog.COUNTER or value is None:
@@ -107,8 +112,10 @@ class MirrorWorker:
                         raise RuntimeError("changelog record without offset")
                     try:
                         ckey, count, total = changelog.parse_counter(key, value)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        invalid_record(COUNTER_CHANGELOG, where(msg), exc)
+                    except DECODE_ERRORS as exc:
+                        invalid_record(COUNTER_CHANGELOG, where(msg), exc,
+                                       self.dead_letters.of(msg))
+                        continue
                     latest[ckey] = (count, total, offset)
                     # The record's own time: a replay files it under the same day.
                     day = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC).date()
@@ -124,6 +131,7 @@ class MirrorWorker:
                 if latest:
                     failpoint("mirror.after-write")  # written, offsets not committed
                 if messages:
+                    self.dead_letters.flush()  # kept before the offsets move past them
                     with_retries(lambda: self.consumer.commit(asynchronous=False),
                                  "mirror offset commit")
                 self._report_lag()

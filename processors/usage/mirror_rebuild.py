@@ -14,7 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from processors.kafka.compacted_topic import read_to_end, reader, total_records
-from processors.kafka.invalid import invalid_record, where
+from processors.kafka.invalid import DECODE_ERRORS, DeadLetters, invalid_record, where
 from processors.runtime.settings import Settings
 from processors.usage.mirror_table import UsageTable
 from schemas import counter_changelog_v1 as changelog
@@ -34,6 +34,8 @@ def rebuild_mirror(settings: Settings, progress: Callable[[str], None]) -> int:
     consumer = reader(settings.kafka_bootstrap, "mirror-rebuild")
     cluster, session = connect(settings.cassandra_hosts, security=settings.cassandra_security)
     table = UsageTable(session, settings.cassandra_keyspace)
+    dead_letters = DeadLetters(settings.kafka_bootstrap, settings.topic_prefix,
+                               "mirror-rebuild")
     try:
         total = total_records(consumer, topic)
         latest: dict[CounterKey, tuple[int, Decimal, int]] = {}
@@ -49,8 +51,9 @@ def rebuild_mirror(settings: Settings, progress: Callable[[str], None]) -> int:
                     continue
                 try:
                     ckey, count, quantity = changelog.parse_counter(key, value)
-                except (ValueError, KeyError, TypeError) as exc:
-                    invalid_record(COUNTER_CHANGELOG, where(msg), exc)  # stops
+                except DECODE_ERRORS as exc:
+                    invalid_record(COUNTER_CHANGELOG, where(msg), exc, dead_letters.of(msg))
+                    continue
                 latest[ckey] = (count, quantity, offset)
             if len(latest) >= FLUSH_EVERY:
                 table.write(latest)
@@ -63,7 +66,9 @@ def rebuild_mirror(settings: Settings, progress: Callable[[str], None]) -> int:
         if latest:
             table.write(latest)
             written += len(latest)
-        progress(f"read {read:,} changelog records; wrote {written:,} counters")
+        dead_letters.flush()
+        skipped = f"; {dead_letters.sent} unreadable, dead-lettered" if dead_letters.sent else ""
+        progress(f"read {read:,} changelog records; wrote {written:,} counters{skipped}")
         return written
     finally:
         consumer.close()

@@ -57,7 +57,7 @@ from yarl import URL
 
 from processors.kafka.async_producer import AsyncProducer
 from processors.kafka.config import aiokafka_security, client_config
-from processors.kafka.invalid import invalid_record
+from processors.kafka.invalid import DECODE_ERRORS, DeadLetters, invalid_record
 from processors.kafka.offset_tracker import OffsetTracker
 from processors.kafka.offsets import topic_depth
 from processors.runtime import keyring
@@ -370,6 +370,7 @@ class Consumer:
         self.dispatcher = dispatcher
         prefix = settings.topic_prefix
         self.prefix = prefix
+        self.dead_letters = DeadLetters(settings.kafka_bootstrap, prefix, "webhook-dispatcher")
         self.events_topic = WEBHOOK_EVENTS.full_name(prefix)
         self.topics = [self.events_topic, *dispatcher.retry_topics]
         self.kafka = AIOKafkaConsumer(
@@ -418,7 +419,7 @@ class Consumer:
                         if tp in self._paused:
                             break
                         if not await self._take(tp, record.offset, record.value,
-                                                record.headers):
+                                                record.headers, record.key):
                             break
                 if time.monotonic() - last_commit > 1.0:
                     await self.commit()
@@ -433,19 +434,25 @@ class Consumer:
             await self.kafka.stop()
 
     async def _take(self, tp: TopicPartition, offset: int, value: bytes | None,
-                    headers: Sequence[tuple[str, bytes]] = ()) -> bool:
+                    headers: Sequence[tuple[str, bytes]] = (), key: bytes | None = None) -> bool:
         """Start handling one record; False when its partition must wait (not due yet)."""
         if value is None:
             return True
         try:
-            decoded = (webhooks_v1.decode_message(value) if tp.topic == self.events_topic
-                       else webhooks_v1.decode_delivery(value))
-        except (ValueError, KeyError, TypeError) as exc:
-            invalid_record(spec_of(tp.topic, self.prefix), f"{tp.topic}/{tp.partition}/{offset}",
-                           exc)
-            return True
-        if isinstance(decoded, webhooks_v1.Message):
-            work: Awaitable[None] = self.dispatcher.handle_message(decoded, _cid(headers))
+            decoded: webhooks_v1.Message | webhooks_v1.Delivery | None = (
+                webhooks_v1.decode_message(value) if tp.topic == self.events_topic
+                else webhooks_v1.decode_delivery(value))
+        except DECODE_ERRORS as exc:
+            place = f"{tp.topic}/{tp.partition}/{offset}"
+            invalid_record(spec_of(tp.topic, self.prefix), place, exc,
+                           self.dead_letters.of_record(place, key, value, list(headers)))
+            decoded = None
+        if decoded is None:
+            # Its offset is committed only once the dead letter is acknowledged.
+            work: Awaitable[None] = asyncio.get_running_loop().run_in_executor(
+                None, self.dead_letters.flush)
+        elif isinstance(decoded, webhooks_v1.Message):
+            work = self.dispatcher.handle_message(decoded, _cid(headers))
         else:
             delivery = decoded
             wait = delivery.due_ms / 1000 - self.dispatcher.clock()

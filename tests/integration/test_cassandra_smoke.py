@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def session(settings: Settings) -> Iterator[Session]:
     assert settings.cassandra_hosts
-    cluster, sess = connect(settings.cassandra_hosts, settings.cassandra_keyspace)
+    cluster, sess = connect(settings.cassandra_hosts, settings.cassandra_keyspace,
+                            security=settings.cassandra_security)
     yield sess
     cluster.shutdown()
 
@@ -73,7 +74,8 @@ def test_cassandra_restart_keeps_data(infra: Infra, settings: Settings) -> None:
         pytest.skip("the suite does not restart external clusters")
     assert settings.cassandra_hosts
     tenant = f"t-{uuid.uuid4()}"
-    cluster, sess = connect(settings.cassandra_hosts, settings.cassandra_keyspace)
+    cluster, sess = connect(settings.cassandra_hosts, settings.cassandra_keyspace,
+                            security=settings.cassandra_security)
     for i in range(50):
         sess.execute("INSERT INTO usage_by_period (tenant_id, period, meter, event_count) "
                      "VALUES (%s, '2026-11', %s, %s)", (tenant, f"m{i}", i))
@@ -81,7 +83,8 @@ def test_cassandra_restart_keeps_data(infra: Infra, settings: Settings) -> None:
 
     infra.restart("cassandra")
 
-    cluster, sess = connect(settings.cassandra_hosts, settings.cassandra_keyspace)
+    cluster, sess = connect(settings.cassandra_hosts, settings.cassandra_keyspace,
+                            security=settings.cassandra_security)
     try:
         rows = sess.execute("SELECT meter, event_count FROM usage_by_period WHERE tenant_id=%s "
                             "AND period='2026-11'", (tenant,))

@@ -17,6 +17,7 @@ from cassandra.cluster import Session
 from confluent_kafka import Producer
 
 from ops.provision import prepare
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_of
 from processors.usage.mirror_table import UsageTable
@@ -93,7 +94,11 @@ def test_mirror_rebuild_fills_a_new_keyspace(stack: Stack, settings: Settings,
     assert target.kafka_bootstrap
     assert target.cassandra_hosts
     prepare(target, target.kafka_bootstrap, target.cassandra_hosts)
-    done = meterly(stack, "mirror", "rebuild",
+    # An operator of a secured cluster gives its credentials (the stack's own, here).
+    credentials = {k: v for k, v in stack.env.items()
+                   if k.startswith(("METERLY_KAFKA_S", "METERLY_CASSANDRA_USER",
+                                    "METERLY_CASSANDRA_PASS"))}
+    done = meterly(stack, "mirror", "rebuild", **credentials,
                    METERLY_KAFKA_BOOTSTRAP=target.kafka_bootstrap,
                    METERLY_CASSANDRA_HOSTS=target.cassandra_hosts,
                    METERLY_CASSANDRA_KEYSPACE=fresh,
@@ -163,14 +168,15 @@ def test_ingest_dead_letters_are_listed_and_replayed_once_fixed(stack: Stack) ->
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "acks": "all"})
     for i in range(25):
         event = {"specversion": "1.0", "id": f"r-{i}", "source": "replay", "type": "jobs",
                  "time": now, "data": {"quantity": 2}}
         producer.produce(topics.INGEST.full_name(stack.settings.topic_prefix),
                          json.dumps(event).encode(), key=tenant.encode(),
-                         headers=[("content-type", b"application/cloudevents+json")])
+                         headers=[("content-type", b"application/cloudevents+json"),
+                                  ("meterly-key", key.encode())])
     assert producer.flush(30) == 0
 
     def listed() -> list[str]:

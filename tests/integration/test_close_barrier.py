@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_bounds, period_of
 from schemas.rfc3339 import parse_time
@@ -155,11 +156,12 @@ def test_a_close_waits_for_a_paused_ingest_validator(stack: Stack, round_: int) 
     worker = _worker(stack, "ingest-validator")
     worker.pause()
     try:
-        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+        producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                              "acks": "all"})
         for event in _events(700):
             producer.produce(topic, json.dumps(event).encode(), key=tenant.encode(),
-                             headers=[("content-type", b"application/cloudevents+json")])
+                             headers=[("content-type", b"application/cloudevents+json"),
+                                      ("meterly-key", key.encode())])
         assert producer.flush(30) == 0
         assert _counted(stack, key) == 0
         _close_now(stack, tenant, period)
@@ -170,16 +172,17 @@ def test_a_close_waits_for_a_paused_ingest_validator(stack: Stack, round_: int) 
     assert _quantity(invoice, period) == 700
 
 
-def _produce(stack: Stack, tenant: str, n: int) -> int:
+def _produce(stack: Stack, tenant: str, key: str, n: int) -> int:
     """``n`` events for ``tenant`` on the Kafka ingest topic, acknowledged."""
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "acks": "all"})
     for event in _events(n):
         producer.produce(INGEST.full_name(stack.settings.topic_prefix),
                          json.dumps(event).encode(), key=tenant.encode(),
-                         headers=[("content-type", b"application/cloudevents+json")])
+                         headers=[("content-type", b"application/cloudevents+json"),
+                                  ("meterly-key", key.encode())])
     assert producer.flush(30) == 0
     return n
 
@@ -202,7 +205,7 @@ def test_the_scheduled_close_waits_for_a_stage_paused_under_load(
 
     def load() -> None:
         while not stop.is_set():
-            n = (_produce(stack, tenant, 200) if paused == "ingest-validator"
+            n = (_produce(stack, tenant, key, 200) if paused == "ingest-validator"
                  else _send(stack, key, 200))
             with lock:
                 accepted.append(n)

@@ -12,6 +12,7 @@ node).
 from __future__ import annotations
 
 import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,10 +25,11 @@ from confluent_kafka.admin import AdminClient
 
 from ops.infra.stack import LocalStack, Ports
 from ops.provision import prepare
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from schemas.topics import BILLING_COMMANDS
 from storage.cassandra import connect
-from tests.infra import Infra
+from tests.infra import Infra, LocalInfra
 from tests.kafka_helpers import new_topic, producer, read_all
 from tests.numbering import check_kill_evidence, close_concurrently_with_a_kill
 from tests.stack import wait_until
@@ -44,6 +46,11 @@ def cluster(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         pytest.skip("cluster mode is the locally provisioned path")
     settings = Settings()
     home: Path = tmp_path_factory.mktemp("cluster-home")
+    # The session's credentials and CA, so this process's settings (Meterly's principal on
+    # the single node) fit the cluster too.
+    assert isinstance(infra, LocalInfra)
+    shutil.copytree(infra.stack.credentials_file.parent, home / "infra",
+                    ignore=shutil.ignore_patterns("single", "cluster"))
     stack = LocalStack(home, settings.cache_dir, "cluster", PORTS, progress=print)
     try:
         stack.up()
@@ -76,7 +83,8 @@ def test_three_brokers_keep_accepting_acks_all_writes_after_losing_one(
 
 
 def test_three_cassandra_nodes_take_quorum_writes_after_losing_one(cluster: LocalStack) -> None:
-    c, session = connect(cluster.cassandra_hosts, request_timeout=15)
+    c, session = connect(cluster.cassandra_hosts, request_timeout=15,
+                          security=Settings().cassandra_security)
     try:
         hosts = {h.address for h in c.metadata.all_hosts()}
         assert hosts == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
@@ -122,11 +130,12 @@ def test_gapless_numbers_on_the_three_node_cluster_with_a_billing_worker_killed(
     prepare(scoped, cluster.kafka_bootstrap, cluster.cassandra_hosts)
     # Replicated three times, led by more than one broker: the cluster is in the path.
     topic = BILLING_COMMANDS.full_name(scoped.topic_prefix)
-    meta = AdminClient({"bootstrap.servers": cluster.kafka_bootstrap}).list_topics(
+    meta = AdminClient(client_config(cluster.kafka_bootstrap)).list_topics(
         topic, timeout=30).topics[topic]
     assert all(len(p.replicas) == 3 for p in meta.partitions.values())
     assert len({p.leader for p in meta.partitions.values()}) > 1, meta.partitions
-    c, session = connect(cluster.cassandra_hosts, request_timeout=15)
+    c, session = connect(cluster.cassandra_hosts, request_timeout=15,
+                          security=Settings().cassandra_security)
     try:
         wait_until("the driver to see three Cassandra nodes up", lambda: len(
             [h for h in c.metadata.all_hosts() if h.is_up]) == 3, timeout=60)

@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from ops.topics import ensure_topics
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import day_number, period_of_ms
 from processors.usage.counter import GROUP
@@ -40,7 +41,7 @@ def test_expired_identities_are_tombstoned_and_forgotten(settings: Settings,
                                      for i in range(50)))
     new = UsageRecord("t-new", tuple(UsageEvent(f"n{i}", "s", "m", now_ms, Decimal(1))
                                      for i in range(50)))
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True})
 
     def send(record: UsageRecord) -> None:
         producer.produce(usage, usage_v1.encode(record), key=record.tenant.encode())

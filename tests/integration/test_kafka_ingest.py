@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Producer
 
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from schemas.topics import INGEST, INGEST_DEAD_LETTER
 from tests.kafka_helpers import read_all_records_with_headers
@@ -31,33 +32,37 @@ def test_structured_and_binary_records_count_and_invalid_ones_are_dead_lettered(
     assert bootstrap
     topic = INGEST.full_name(stack.settings.topic_prefix)
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "acks": "all"})
+    own = ("meterly-key", key.encode())
     for i in range(20):
         event = {"specversion": "1.0", "id": f"s-{i}", "source": "orders", "type": "orders",
                  "time": now, "data": {"quantity": 0.5}}
         producer.produce(topic, json.dumps(event).encode(), key=tenant.encode(),
-                         headers=[("content-type", b"application/cloudevents+json")])
+                         headers=[("content-type", b"application/cloudevents+json"), own])
     for i in range(10):
         producer.produce(topic, b'{"quantity": 3}', key=tenant.encode(), headers=[
             ("ce_specversion", b"1.0"), ("ce_id", f"b-{i}".encode()),
             ("ce_source", b"orders"), ("ce_type", b"orders"), ("ce_time", now.encode()),
-            ("content-type", b"application/json")])
+            ("content-type", b"application/json"), own])
     # A resend of a structured event: counted once.
     producer.produce(topic, json.dumps({"specversion": "1.0", "id": "s-0", "source": "orders",
                                         "type": "orders", "time": now,
                                         "data": {"quantity": 0.5}}).encode(),
                      key=tenant.encode(),
-                     headers=[("content-type", b"application/cloudevents+json")])
+                     headers=[("content-type", b"application/cloudevents+json"), own])
     invalid = [
         (None, b"{}", [("content-type", b"application/cloudevents+json")], "tenant id"),
         (b"ten_nobody", b"{}", [("ce_specversion", b"1.0")], "unknown tenant"),
-        (tenant.encode(), b"{not json", [("content-type", b"application/cloudevents+json")],
-         "not valid JSON"),
-        (tenant.encode(), b"{}", [], "neither structured mode"),
+        (tenant.encode(), b"{not json",
+         [("content-type", b"application/cloudevents+json"), own], "not valid JSON"),
+        (tenant.encode(), b"{}", [own], "neither structured mode"),
         (tenant.encode(), b'{"quantity": -4}', [
             ("ce_specversion", b"1.0"), ("ce_id", b"neg"), ("ce_source", b"o"),
-            ("ce_type", b"orders")], ">= 0"),
+            ("ce_type", b"orders"), own], ">= 0"),
+        (tenant.encode(), json.dumps({"specversion": "1.0", "id": "nokey", "source": "o",
+                                      "type": "orders"}).encode(),
+         [("content-type", b"application/cloudevents+json")], "no ingest credential"),
     ]
     for record_key, value, headers, _reason in invalid:
         producer.produce(topic, value, key=record_key, headers=headers)
@@ -72,6 +77,13 @@ def test_structured_and_binary_records_count_and_invalid_ones_are_dead_lettered(
     expected = [reason for _k, _v, _h, reason in invalid]
     matched = sorted(next(e for e in expected if e in got) for got in reasons)
     assert matched == sorted(expected), reasons
+    # The key is never kept: the dead letters of records that carried it hold an
+    # attestation instead (the replay path), and no header holds the raw key.
+    for _k, _v, headers in dead:
+        assert key.encode() not in {v for _h, v in headers}
+        assert "meterly-key" not in dict(headers)
+    attested = [h for _k, _v, h in dead if "meterly-attested-key" in dict(h)]
+    assert len(attested) == 3
 
 
 def _event(i: int, now: str, **changes: object) -> dict[str, object]:
@@ -88,7 +100,8 @@ def test_one_poison_record_of_each_kind_then_valid_ones_all_count(stack: Stack) 
     assert bootstrap
     topic = INGEST.full_name(stack.settings.topic_prefix)
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    structured = [("content-type", b"application/cloudevents+json")]
+    structured = [("content-type", b"application/cloudevents+json"),
+                  ("meterly-key", key.encode())]
     deep = '{"specversion": "1.0", "id": "deep", "source": "p", "type": "calls", "data": ' \
         + "[" * 100_000 + "]" * 100_000 + "}"
     poison = [
@@ -99,7 +112,7 @@ def test_one_poison_record_of_each_kind_then_valid_ones_all_count(stack: Stack) 
         json.dumps(_event(-4, now, id=None)).encode(),
         b"\xff\xfe not utf-8",
     ]
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "acks": "all", "message.max.bytes": 4 * 2**20})
     for value in poison:
         producer.produce(topic, value, key=tenant.encode(), headers=structured)

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_of
 from schemas import usage_v1, webhooks_v1
@@ -115,7 +116,7 @@ def test_lag_gauges_rise_while_paused_and_fall_when_caught_up(stack: Stack) -> N
     counter.pause()
     mirror.pause()
     try:
-        producer = Producer({"bootstrap.servers": stack.settings.kafka_bootstrap,
+        producer = Producer({**client_config(stack.settings.kafka_bootstrap),
                              "enable.idempotence": True, "linger.ms": 20})
         topic = USAGE.full_name(stack.settings.topic_prefix)
         now_ms = int(time.time() * 1000)
@@ -161,7 +162,7 @@ def test_dispatcher_counts_attempts_and_dead_letters(stack: Stack) -> None:
         made = admin.post(f"/v1/admin/tenants/{tenant}/webhooks",
                           json={"url": f"http://127.0.0.1:{free_port()}/hook"})
         assert made.status_code == 201, made.text
-    producer = Producer({"bootstrap.servers": stack.settings.kafka_bootstrap})
+    producer = Producer(client_config(stack.settings.kafka_bootstrap))
     message = webhooks_v1.Message(f"msg_metrics_{uuid.uuid4().hex[:12]}",
                                   webhooks_v1.INVOICE_VOIDED, tenant,
                                   datetime.now(UTC).isoformat(), {})

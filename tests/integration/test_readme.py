@@ -65,7 +65,12 @@ def meterly(infra: Infra, settings: Settings, tmp_path_factory: pytest.TempPathF
     (start,) = [e for e in read() if e.kind == "start"]
     command = shlex.split(start.text)
     assert command == ["./ops/run.sh"], f"{start.where()}: the start example changed"
+    # The run's own credentials (empty where its clusters take none: empty is unset).
     ours = {
+        **{name: os.environ.get(name, "") for name in (
+            "METERLY_KAFKA_SECURITY_PROTOCOL", "METERLY_KAFKA_SASL_MECHANISM",
+            "METERLY_KAFKA_SASL_USERNAME", "METERLY_KAFKA_SASL_PASSWORD",
+            "METERLY_CASSANDRA_USERNAME", "METERLY_CASSANDRA_PASSWORD")},
         "METERLY_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
         "METERLY_CASSANDRA_HOSTS": infra.cassandra_hosts,
         "METERLY_KAFKA_REPLICATION_FACTOR": "1",
@@ -158,13 +163,9 @@ def curl_shim(directory: Path) -> Path:
 
 
 def localize(example: Example, meterly: Meterly) -> str:
-    text = example.text.replace("localhost:3000", f"localhost:{meterly.port}")
-    if example.kind == "python":
-        for shown, ours in (("127.0.0.1:9092", meterly.kafka_bootstrap),
-                            ('"meterly.', f'"{meterly.topic_prefix}')):
-            assert shown in text, f"{example.where()}: expected {shown!r} in the example"
-            text = text.replace(shown, ours)
-    return text
+    # The Kafka example takes its addresses and topic from `meterly ingest credentials`,
+    # which answers with this deployment's own.
+    return example.text.replace("localhost:3000", f"localhost:{meterly.port}")
 
 
 def test_every_readme_example_runs_as_written_and_answers_as_shown(

@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import Producer
 from standardwebhooks.webhooks import Webhook
 
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_of
 from schemas.topics import INGEST
@@ -146,14 +147,15 @@ def test_gaps_are_reported_exactly_announced_and_closed_across_a_counter_kill(
     # The last missing number through the Kafka ingest topic, in binary mode.
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    producer = Producer({**client_config(bootstrap), "enable.idempotence": True,
                          "acks": "all"})
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     producer.produce(INGEST.full_name(stack.settings.topic_prefix), json.dumps(
         {"quantity": 1}).encode(), key=tenant.encode(), headers=[
         ("ce_specversion", b"1.0"), ("ce_id", uuid.uuid4().hex.encode()),
         ("ce_source", b"billing-exporter"), ("ce_type", b"calls"), ("ce_time", now.encode()),
-        ("ce_sequence", b"50"), ("content-type", b"application/json")])
+        ("ce_sequence", b"50"), ("content-type", b"application/json"),
+        ("meterly-key", key.encode())])
     assert producer.flush(30) == 0
     wait_until("no gap left", lambda: _ranges(_gaps(stack, key)) == [], timeout=60)
     body = _gaps(stack, key)

@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions
 
 from ops.topics import TopicMismatchError, ensure_topics
 from processors.kafka.compacted_topic import TopicFollower
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from schemas.topics import ADMIN, ALL_TOPICS, INGEST, USAGE, TopicSpec
 from tests.kafka_helpers import new_topic, producer
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 def test_topics_exist_with_their_configuration(settings: Settings) -> None:
     assert settings.kafka_bootstrap
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings.kafka_bootstrap))
     topics = admin.list_topics(timeout=10).topics
     for spec in ALL_TOPICS:
         name = spec.full_name(settings.topic_prefix)
@@ -67,7 +68,7 @@ def test_the_counter_refuses_usage_with_a_partition_added(settings: Settings,
     assert settings.kafka_bootstrap
     prefix = f"{settings.topic_prefix}p{secrets.token_hex(3)}."
     ensure_topics(settings.kafka_bootstrap, prefix, 1)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings.kafka_bootstrap))
     usage = USAGE.full_name(prefix)
     for future in admin.create_partitions(
             [NewPartitions(usage, USAGE.partitions + 1)]).values():
@@ -84,7 +85,7 @@ def test_the_counter_refuses_usage_with_a_partition_added(settings: Settings,
 
 def test_the_ingest_topic_stamps_broker_time(settings: Settings) -> None:
     assert settings.kafka_bootstrap
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings.kafka_bootstrap))
     resource = ConfigResource("topic", INGEST.full_name(settings.topic_prefix))
     config = next(iter(admin.describe_configs([resource]).values())).result(10)
     assert config["message.timestamp.type"].value == "LogAppendTime"
@@ -96,7 +97,7 @@ def test_a_follower_catches_up_with_what_was_written_before_it_asked(
     topic = new_topic(settings.kafka_bootstrap, settings.topic_prefix)
     seen: list[bytes] = []
     follower = TopicFollower(settings.kafka_bootstrap, topic,
-                             lambda value, _offset: seen.append(value), "catch-up-test")
+                             lambda msg: seen.append(msg.value()), "catch-up-test")
     follower.start()
     try:
         writer = producer(settings.kafka_bootstrap)

@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Producer
 from standardwebhooks.webhooks import Webhook
 
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from schemas import webhooks_v1
 from schemas.topics import WEBHOOK_EVENTS
@@ -44,7 +45,7 @@ def _until(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
 
 def _messages(settings: Settings, stack: Stack, tenant: str, n: int) -> list[str]:
     assert settings.kafka_bootstrap
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
+    producer = Producer({**client_config(settings.kafka_bootstrap), "linger.ms": 5})
     topic = WEBHOOK_EVENTS.full_name(stack.settings.topic_prefix)
     ids = []
     for i in range(n):

@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from processors.billing.core.messages import PDF_LINK_TTL
+from processors.kafka.config import client_config
 from processors.runtime.settings import Settings
 from processors.usage.core.periods import period_bounds, period_of
 from schemas import webhooks_v1
@@ -93,7 +94,7 @@ def _verified(secret: str, received: Any) -> dict[str, Any]:
 def _send_messages(settings: Settings, stack: Stack, tenant: str, n: int) -> list[str]:
     """Put ``n`` messages for ``tenant`` on the message topic, as an event source would."""
     assert settings.kafka_bootstrap
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(client_config(settings.kafka_bootstrap))
     topic = WEBHOOK_EVENTS.full_name(stack.settings.topic_prefix)
     ids = []
     for _ in range(n):
@@ -109,7 +110,7 @@ def _send_messages(settings: Settings, stack: Stack, tenant: str, n: int) -> lis
 def _admin_records(settings: Settings, stack: Stack, key: bytes) -> list[bytes]:
     """Every value the admin topic holds under ``key``, oldest first, read from the start."""
     assert settings.kafka_bootstrap
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+    consumer = Consumer({**client_config(settings.kafka_bootstrap),
                          "group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False})
     topic = ADMIN.full_name(stack.settings.topic_prefix)
     try:

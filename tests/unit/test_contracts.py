@@ -124,6 +124,8 @@ CODECS: dict[str, Codec] = {
     "counter-changelog.v1": Codec(_changelog, _changelog_encode),
     "ingest.cloudevents.v1": Codec(_ingest, None),
     "ingest.dead-letter.v1": Codec(_ingest, None),
+    # Any bytes at all: what a reader could not decode, kept as it was.
+    "invalid-records.v1": Codec(lambda record: record.value, None),
     "admin.v1": Codec(_value(admin_v1.decode), lambda _r, d: admin_v1.encode(d),
                       _add_to_admin),
     "invoices.v1": Codec(_value(invoice_codec.decode_event),
@@ -169,7 +171,11 @@ def test_an_example_decodes_re_encodes_to_itself_and_survives_an_added_field(pat
 
 
 def test_a_dead_letter_carries_its_reason() -> None:
-    for path in (EXAMPLES / "ingest.dead-letter.v1").glob("*.json"):
+    paths = [*(EXAMPLES / "ingest.dead-letter.v1").glob("*.json"),
+             *(EXAMPLES / "invalid-records.v1").glob("*.json")]
+    for path in paths:
         headers = load(path).headers
         assert headers["meterly-error"]
         assert headers["meterly-source"].count("/") == 2
+        if path.parent.name == "invalid-records.v1":
+            assert headers["meterly-reader"]

@@ -10,21 +10,29 @@ from typing import Any
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME
 
+from processors.runtime.keyring import Keys
+from processors.tenants.core import keys
 from processors.tenants.core.directory import Directory
 from processors.usage.core.periods import AcceptanceWindow
 from processors.usage.ingest_validator import IngestValidator
-from schemas.admin_v1 import Tenant
+from schemas.admin_v1 import ApiKey, Tenant
 from schemas.cloudevents import EventRejected
 
 NOW = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
 
 
+RAW_KEY = "mtr_" + "k" * 43
+RECORD_KEYS = Keys("records", (("records-1", b"r" * 32),))
+
+
 class FakeMessage:
-    def __init__(self, tenant: str, event_time: str, timestamp: tuple[int, int]) -> None:
+    def __init__(self, tenant: str, event_time: str, timestamp: tuple[int, int],
+                 raw_key: str | None = RAW_KEY) -> None:
         self._key = tenant.encode()
         self._value = json.dumps({"specversion": "1.0", "id": "e1", "source": "s",
                                   "type": "calls", "time": event_time}).encode()
         self._timestamp = timestamp
+        self._raw_key = raw_key
 
     def key(self) -> bytes:
         return self._key
@@ -33,14 +41,15 @@ class FakeMessage:
         return self._value
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [("content-type", b"application/cloudevents+json")]
+        credential = [("meterly-key", self._raw_key.encode())] if self._raw_key else []
+        return [("content-type", b"application/cloudevents+json"), *credential]
 
     def timestamp(self) -> tuple[int, int]:
         return self._timestamp
 
 
 class FakeAdminTopic:
-    """Applies a tenant record when asked to catch up, as a lagging follower would."""
+    """Applies a tenant's records when asked to catch up, as a lagging follower would."""
 
     def __init__(self, directory: Directory, arriving: Tenant | None) -> None:
         self.directory, self.arriving, self.waits = directory, arriving, 0
@@ -49,7 +58,13 @@ class FakeAdminTopic:
         self.waits += 1
         if self.arriving is not None:
             self.directory.apply(self.arriving)
+            self.directory.apply(_key(self.arriving.id))
         return True
+
+
+def _key(tenant_id: str, raw: str = RAW_KEY, **changes: Any) -> ApiKey:
+    return ApiKey(f"key_{tenant_id}", tenant_id, "ingest", raw[:12], keys.key_hash(raw),
+                  "2026-11-01T00:00:00.000Z", scope="ingest", **changes)
 
 
 def _tenant(tenant_id: str) -> Tenant:
@@ -66,6 +81,7 @@ def _validator(arriving: Tenant | None) -> tuple[IngestValidator, FakeAdminTopic
     validator.source = "ingest"
     validator._waited_for = None
     validator._warned_create_time = False
+    validator.record_keys = RECORD_KEYS
     return validator, admin
 
 
@@ -109,3 +125,29 @@ def test_a_producer_time_is_never_trusted() -> None:
     processed = NOW + timedelta(hours=2)
     forged = _msg(timestamp=(TIMESTAMP_CREATE_TIME, int(NOW.timestamp() * 1000)))
     assert validator.judged_at(forged, processed) == processed
+
+
+def test_a_record_counts_only_with_a_usable_key_of_its_own_tenant() -> None:
+    validator, admin = _validator(arriving=None)
+    directory = validator.directory
+    directory.apply(_tenant("ten_a"))
+    directory.apply(_tenant("ten_b"))
+    directory.apply(_key("ten_a"))
+    window = AcceptanceWindow.at(NOW)
+    tenant_id, _event = validator.validate(_msg("ten_a"), NOW, window)
+    assert tenant_id == "ten_a"
+    with pytest.raises(EventRejected, match="belongs to another tenant"):
+        validator.validate(_msg("ten_b"), NOW, window)
+    with pytest.raises(EventRejected, match="no ingest credential"):
+        validator.validate(FakeMessage("ten_a", "2026-11-30T23:59:00Z",
+                                       (TIMESTAMP_LOG_APPEND_TIME, 0), raw_key=None),
+                           NOW, window)
+    with pytest.raises(EventRejected, match="no API key Meterly knows"):
+        validator.validate(FakeMessage("ten_a", "2026-11-30T23:59:00Z",
+                                       (TIMESTAMP_LOG_APPEND_TIME, 0), raw_key="mtr_" + "z" * 43),
+                           NOW, window)
+    assert admin.waits == 1  # the unknown key was waited for once in the batch
+    directory.apply(_key("ten_a", revoked_at="2026-11-30T00:00:00.000Z"))
+    validator._waited_for = None
+    with pytest.raises(EventRejected, match="revoked"):
+        validator.validate(_msg("ten_a"), NOW, window)

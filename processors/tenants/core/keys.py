@@ -47,6 +47,22 @@ def same_token(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+#: A key that may only send usage: ``POST /v1/events`` over HTTP, and the credential of
+#: records on the Kafka ingest topic (``processors.usage.core.ingest_credentials``).
+INGEST_SCOPE = "ingest"
+SCOPES = (INGEST_SCOPE,)
+#: The one route an ingest key may call.
+INGEST_ROUTE = ("POST", "/v1/events")
+
+
+def scope_refusal(key: ApiKey, method: str, route: str) -> str | None:
+    """Why ``key`` may not call ``method route`` (None when it may)."""
+    if key.scope == INGEST_SCOPE and (method, route) != INGEST_ROUTE:
+        return (f"key {key.prefix}... is an ingest key: it may only send usage "
+                "(POST /v1/events, or records on the Kafka ingest topic)")
+    return None
+
+
 KeyState = Literal["usable", "revoked", "expired"]
 #: Why a key in each state is refused, as the API says it.
 REFUSALS: dict[KeyState, str] = {
