@@ -14,6 +14,7 @@ from ops.provision import prepare
 from processors.runtime.settings import Settings
 from storage.cassandra import connect
 from tests.infra import Infra, S3Endpoint, open_infra, open_s3
+from tests.webhook_receiver import Receiver
 
 _skipped: list[str] = []
 
@@ -53,6 +54,15 @@ def settings(infra: Infra, run_id: str) -> Settings:
     )
     prepare(s, infra.kafka_bootstrap, infra.cassandra_hosts)
     return s
+
+
+@pytest.fixture
+def live_receiver() -> Iterator[Receiver]:
+    """A webhook receiver that answers 200, listening from the start of the test."""
+    receiver = Receiver()
+    receiver.start()
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,11 @@ from jwt.algorithms import RSAAlgorithm
 
 CLIENT_ID = "meterly-console"
 CLIENT_SECRET = "test-client-secret-" + "x" * 16
+#: A machine client (the OAuth 2 client-credentials grant): Meterly's Kafka clients.
+SERVICE_ID = "meterly-kafka"
+SERVICE_SECRET = "test-service-secret-" + "y" * 16
+#: The audience of the access tokens the client-credentials grant issues.
+SERVICE_AUDIENCE = "kafka"
 
 
 @dataclass
@@ -77,6 +82,12 @@ class Issuer:
             claims["iss"] = "https://evil.example"
         key = self.other_key if self.forge == "key" else self.key
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid})
+
+    def _access_token(self, client_id: str, scope: str | None) -> str:
+        now = int(time.time())
+        claims = {"iss": self.url, "sub": client_id, "aud": SERVICE_AUDIENCE, "iat": now,
+                  "exp": now + 300, **({"scope": scope} if scope else {})}
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         issuer = self
@@ -136,6 +147,9 @@ class Issuer:
                     return
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if form.get("grant_type") == "client_credentials":
+                    self._client_credentials(form)
+                    return
                 grant = issuer.grants.pop(form.get("code", ""), None)
                 if grant is None or form.get("grant_type") != "authorization_code":
                     self._json(400, {"error": "invalid_grant"})
@@ -157,5 +171,19 @@ class Issuer:
                 self._json(200, {"access_token": secrets.token_urlsafe(16),
                                  "token_type": "Bearer", "expires_in": 300,
                                  "id_token": issuer._id_token(grant)})
+
+            def _client_credentials(self, form: dict[str, str]) -> None:
+                # client_secret_basic (librdkafka) or client_secret_post (aiokafka's provider).
+                basic = self.headers.get("Authorization", "")
+                client_id, secret = form.get("client_id"), form.get("client_secret")
+                if basic.startswith("Basic "):
+                    client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+                if client_id != SERVICE_ID or secret != SERVICE_SECRET:
+                    self._json(401, {"error": "invalid_client"})
+                    return
+                issuer.tokens_issued += 1
+                self._json(200, {"access_token": issuer._access_token(client_id,
+                                                                      form.get("scope")),
+                                 "token_type": "Bearer", "expires_in": 300})
 
         return Handler

@@ -82,6 +82,26 @@ class Stack:
             assert key.status_code == 201, key.text
             return tenant_id, key.json()["key"]
 
+    def close_now(self, tenant: str, period: str) -> None:
+        """Ask for ``tenant``'s ``period`` to be closed now (the operator API)."""
+        with self.client() as admin:
+            asked = admin.post("/v1/admin/billing/close",
+                               json={"period": period, "tenant_ids": [tenant]})
+        assert asked.status_code == 202, asked.text
+
+    def finalized_invoice(self, tenant: str, period: str,
+                          timeout: float = 120.0) -> dict[str, Any]:
+        """Wait for ``tenant``'s finalized invoice of ``period`` with its PDF rendered."""
+        def found() -> dict[str, Any] | None:
+            with self.client() as admin:
+                docs = admin.get(f"/v1/admin/tenants/{tenant}/invoices").json()
+            return next((d for d in docs if d["period"] == period
+                         and d["status"] == "finalized" and d["pdf_url"]), None)
+
+        invoice: dict[str, Any] = wait_until(
+            f"{tenant}'s invoice of {period}, finalized and rendered", found, timeout=timeout)
+        return invoice
+
     def __enter__(self) -> Stack:
         return self
 
