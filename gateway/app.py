@@ -21,7 +21,17 @@ from gateway.json_bodies import JsonBodies
 from gateway.quotas import Quotas
 from gateway.rate_limit import RateLimiter
 from gateway.recent import TenantResponses
-from gateway.routes import admin, files, ingest, invoices, operators, plans, usage, webhooks
+from gateway.routes import (
+    admin,
+    files,
+    ingest,
+    invoices,
+    meters,
+    operators,
+    plans,
+    usage,
+    webhooks,
+)
 from gateway.runtime import IdempotentResponse, Runtime
 from gateway.usage_sink import UsageSink
 from processors.billing.invoice_store import InvoiceStore
@@ -143,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(admin.router)
     app.include_router(plans.router)
+    app.include_router(meters.router)
     app.include_router(invoices.router)
     app.include_router(files.router)
     app.include_router(webhooks.router)

@@ -86,6 +86,25 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_meters(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for m in _api(args, "GET", "/v1/admin/meters"):
+            dims = ",".join([*m["group_by"], *([m["value_dimension"]]
+                                               if m.get("value_dimension") else [])])
+            print(f"{m['key']}\tv{m['version']}\t{m['event_type']}\t{m['aggregation']}\t"
+                  f"{dims or '-'}")
+        return 0
+    if args.action == "show":
+        _print(_api(args, "GET", f"/v1/admin/meters/{args.target}"))
+        return 0
+    text = sys.stdin.read() if args.target == "-" else Path(args.target).read_text()
+    definition = json.loads(text)
+    made = _api(args, "POST", "/v1/admin/meters", definition)
+    say(f"meter {made['key']} version {made['version']}")
+    _print(made)
+    return 0
+
+
 def cmd_invalid_records(args: argparse.Namespace) -> int:
     query = "?limit=1000" + (f"&topic={args.topic}" if args.topic else "")
     rows = _api(args, "GET", f"/v1/admin/invalid-records{query}")
@@ -215,6 +234,13 @@ def add_parsers(sub: Any) -> None:
     i_dead.add_argument("--tenant")
     i_dead.add_argument("--reason", help="only records whose reason contains this text")
     i_dead.set_defaults(func=cmd_ingest_dead_letter)
+
+    meters = with_url(sub.add_parser(
+        "meters", help="meter definitions: list, show KEY, create FILE (JSON; - for stdin)"))
+    meters.add_argument("action", choices=["list", "show", "create"])
+    meters.add_argument("target", nargs="?", default="-",
+                        help="the meter key (show) or the definition file (create)")
+    meters.set_defaults(func=cmd_meters)
 
     invalid = with_url(sub.add_parser(
         "invalid-records", help="records a worker could not decode, set aside unchanged"))

@@ -64,6 +64,21 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class MeterVersion:
+    """One immutable version of a meter definition; ``spec`` is the ``MeterSpec`` JSON
+    (schemas.meters_v1). Events are read with the versions in force when accepted."""
+
+    key: str
+    version: int
+    created_at: str
+    spec: dict[str, Any]
+
+    @property
+    def record_key(self) -> bytes:
+        return f"meter:{self.key}:{self.version}".encode()
+
+
+@dataclass(frozen=True)
 class PlanVersion:
     """One immutable version of a plan; ``spec`` is the ``PlanSpec`` JSON (schemas.plans_v1)."""
 
@@ -173,10 +188,11 @@ class Operator:
 
 
 AdminEntity = (Tenant | ApiKey | PlanVersion | Subscription | CreditRecord | WebhookEndpoint
-               | Operator)
+               | Operator | MeterVersion)
 _KINDS: dict[type, str] = {Tenant: "tenant", ApiKey: "api_key", PlanVersion: "plan",
                            Subscription: "subscription", CreditRecord: "credit",
-                           WebhookEndpoint: "webhook_endpoint", Operator: "operator"}
+                           WebhookEndpoint: "webhook_endpoint", Operator: "operator",
+                           MeterVersion: "meter"}
 
 
 def encode(entity: AdminEntity) -> bytes:
@@ -205,6 +221,8 @@ def decode(raw: bytes) -> AdminEntity:
         return _known(ApiKey, doc)
     if kind == "plan":
         return _known(PlanVersion, doc)
+    if kind == "meter":
+        return _known(MeterVersion, doc)
     if kind == "subscription":
         doc["assignments"] = tuple(_known(Assignment, a) for a in doc["assignments"])
         return _known(Subscription, doc)

@@ -53,25 +53,30 @@ def parse_quantity(data: Any) -> Decimal:
         return Decimal(1)
     if not isinstance(data, dict):
         raise EventRejected("data must be a JSON object")
-    raw = data.get("quantity", 1)
+    return parse_amount(data.get("quantity", 1), "data.quantity")
+
+
+def parse_amount(raw: Any, name: str) -> Decimal:
+    """``raw`` (a JSON number or decimal string) as an exact decimal in an event's bounds:
+    finite, >= 0, below 10^15, at most 9 decimal places; ``name`` says which in a refusal."""
     if isinstance(raw, float):
         # From a fast JSON parser: repr gives the shortest decimal that reads back as this
         # float, which is the literal the client sent when it had <= 15 significant digits
         # (callers re-parse longer literals exactly).
         raw = repr(raw)
     elif isinstance(raw, bool) or not isinstance(raw, int | Decimal | str):
-        raise EventRejected("data.quantity must be a number or a decimal string")
+        raise EventRejected(f"{name} must be a number or a decimal string")
     try:
         quantity = Decimal(raw)
     except InvalidOperation:
-        raise EventRejected(f"data.quantity {raw!r} is not a decimal number") from None
+        raise EventRejected(f"{name} {raw!r} is not a decimal number") from None
     if not quantity.is_finite() or quantity < 0:
-        raise EventRejected("data.quantity must be a finite number >= 0")
+        raise EventRejected(f"{name} must be a finite number >= 0")
     if quantity >= MAX_QUANTITY:
-        raise EventRejected("data.quantity must be below 10^15")
+        raise EventRejected(f"{name} must be below 10^15")
     exponent = quantity.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > MAX_DECIMALS:
-        raise EventRejected(f"data.quantity has more than {MAX_DECIMALS} decimal places")
+        raise EventRejected(f"{name} has more than {MAX_DECIMALS} decimal places")
     return quantity.normalize() if quantity == quantity.to_integral() else quantity
 
 

@@ -122,3 +122,26 @@ def test_key_state() -> None:
     assert key_state(replace(key, expires_at=T1), now) == "expired"
     assert key_state(replace(key, expires_at="2026-12-01T00:00:00Z"), now) == "usable"
     assert REFUSALS["revoked"] == "the API key was revoked"
+
+
+def test_meters_are_versioned_and_found_by_the_type_they_read() -> None:
+    from schemas.admin_v1 import MeterVersion
+
+    directory = Directory()
+
+    def meter(key: str, version: int, event_type: str) -> MeterVersion:
+        return MeterVersion(key, version, "2026-12-01T00:00:00.000Z",
+                            {"key": key, "event_type": event_type, "aggregation": "sum"})
+
+    directory.apply(meter("tokens", 2, "llm.tokens"))
+    directory.apply(meter("tokens", 1, "llm.old"))  # an older version read after a newer
+    directory.apply(meter("calls", 1, "llm.tokens"))
+    assert [(m.key, m.version) for m in directory.meters_for_type("llm.tokens")] == [
+        ("calls", 1), ("tokens", 2)]
+    assert directory.meters_for_type("llm.old") == []
+    directory.apply(meter("tokens", 3, "llm.v3"))  # a new version reads another type
+    assert [m.key for m in directory.meters_for_type("llm.tokens")] == ["calls"]
+    assert [m.version for m in directory.meters_for_type("llm.v3")] == [3]
+    assert directory.latest_meter("tokens") == meter("tokens", 3, "llm.v3")
+    assert directory.meter("tokens", 1) == meter("tokens", 1, "llm.old")
+    assert directory.meter_keys() == ["calls", "tokens"]

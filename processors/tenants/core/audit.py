@@ -17,6 +17,7 @@ from schemas.admin_v1 import (
     AdminEntity,
     ApiKey,
     CreditRecord,
+    MeterVersion,
     Operator,
     PlanVersion,
     Subscription,
@@ -72,7 +73,7 @@ def _verb(before: AdminEntity | None, after: AdminEntity) -> str:
 
 _KIND = {Tenant: "tenant", ApiKey: "api_key", PlanVersion: "plan",
          Subscription: "subscription", CreditRecord: "credit", WebhookEndpoint: "webhook",
-         Operator: "operator"}
+         Operator: "operator", MeterVersion: "meter"}
 
 
 def _tenant_of(entity: AdminEntity) -> str | None:

@@ -19,6 +19,7 @@ from schemas.admin_v1 import (
     AdminEntity,
     ApiKey,
     CreditRecord,
+    MeterVersion,
     Operator,
     PlanVersion,
     Subscription,
@@ -34,6 +35,9 @@ class Directory:
         self._keys: dict[str, ApiKey] = {}
         self._by_hash: dict[str, ApiKey] = {}
         self._plans: dict[tuple[str, int], PlanVersion] = {}
+        self._meters: dict[tuple[str, int], MeterVersion] = {}
+        #: event type -> meter key -> its latest version (what ingest reads events with).
+        self._meters_by_type: dict[str, dict[str, MeterVersion]] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._credits: dict[str, CreditRecord] = {}
         self._webhooks: dict[str, WebhookEndpoint] = {}
@@ -56,6 +60,14 @@ class Directory:
                 self._keys_by_tenant.setdefault(entity.tenant_id, {})[entity.id] = entity
             elif isinstance(entity, PlanVersion):
                 self._plans[(entity.name, entity.version)] = entity
+            elif isinstance(entity, MeterVersion):
+                self._meters[(entity.key, entity.version)] = entity
+                newest = max(v for (k, v) in self._meters if k == entity.key)
+                if entity.version == newest:
+                    for others in self._meters_by_type.values():
+                        others.pop(entity.key, None)  # a new version may read another type
+                    event_type = str(entity.spec.get("event_type", ""))
+                    self._meters_by_type.setdefault(event_type, {})[entity.key] = entity
             elif isinstance(entity, Subscription):
                 current_sub = self._subscriptions.get(entity.tenant_id)
                 if current_sub is None or current_sub.updated_at <= entity.updated_at:
@@ -97,6 +109,27 @@ class Directory:
     def keys_of(self, tenant_id: str) -> list[ApiKey]:
         with self._lock:
             return list(self._keys_by_tenant.get(tenant_id, {}).values())
+
+    # ---- meters -------------------------------------------------------------------------
+
+    def meter(self, key: str, version: int) -> MeterVersion | None:
+        with self._lock:
+            return self._meters.get((key, version))
+
+    def latest_meter(self, key: str) -> MeterVersion | None:
+        with self._lock:
+            versions = [v for (k, v) in self._meters if k == key]
+            return self._meters[(key, max(versions))] if versions else None
+
+    def meter_keys(self) -> list[str]:
+        with self._lock:
+            return sorted({key for key, _version in self._meters})
+
+    def meters_for_type(self, event_type: str) -> list[MeterVersion]:
+        """The latest version of every meter reading ``event_type``, by key."""
+        with self._lock:
+            found = self._meters_by_type.get(event_type, {})
+            return [found[k] for k in sorted(found)]
 
     # ---- plans, subscriptions, credits ------------------------------------------------
 
@@ -155,6 +188,8 @@ class Directory:
             found = self.key(entity.id)
         elif isinstance(entity, PlanVersion):
             found = self.plan(entity.name, entity.version)
+        elif isinstance(entity, MeterVersion):
+            found = self.meter(entity.key, entity.version)
         elif isinstance(entity, Subscription):
             found = self.subscription(entity.tenant_id)
         elif isinstance(entity, WebhookEndpoint):

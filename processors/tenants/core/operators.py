@@ -36,6 +36,7 @@ BILLING_CHANGES = frozenset({
     ("POST", "/v1/admin/billing/close"),
     ("POST", "/v1/admin/tenants/{tenant_id}/invoices/{inv_id}/void"),
     ("POST", "/v1/admin/plans"),
+    ("POST", "/v1/admin/meters"),
     ("PUT", "/v1/admin/tenants/{tenant_id}/plan"),
     ("POST", "/v1/admin/tenants/{tenant_id}/credits"),
 })
