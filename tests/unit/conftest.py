@@ -6,6 +6,8 @@ are unaffected."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pytest_socket import disable_socket, enable_socket, socket_allow_hosts
 
@@ -19,3 +21,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     enable_socket()
+
+
+@pytest.fixture(autouse=True)
+def _no_deployment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests read no deployment's settings: the integration tests of the same run put
+    the provisioned clusters' addresses and credentials into the environment
+    (``tests.infra.LocalInfra.start``), and a unit test of the settings must see only what
+    it sets itself."""
+    from processors.runtime.settings import get_settings
+
+    for name in list(os.environ):
+        if name.startswith(("METERLY_KAFKA_", "METERLY_CASSANDRA_")):
+            monkeypatch.delenv(name)
+    get_settings.cache_clear()
