@@ -27,6 +27,7 @@ from processors.tenants.console_sessions import SessionStore
 from processors.tenants.core import keys, operators
 from processors.tenants.core.directory import Directory
 from processors.tenants.core.operators import Actor
+from processors.usage.core.meters import MeterCache
 from processors.usage.mirror_table import UsageTable
 from processors.usage.progress_table import ProgressTable
 from processors.webhooks.store import WebhookStore
@@ -70,6 +71,8 @@ class Runtime:
     #: Identities this process saw accepted, for ``duplicate`` receipts.
     recent_ids: Recent[bytes, bool] = field(default_factory=lambda: Recent(200_000))
     last_used: dict[str, float] = field(default_factory=dict)
+    #: Meter definitions, read once per version (the directory holds their records).
+    meter_cache: MeterCache = field(default_factory=MeterCache)
     #: Failed authentications by client address, and by API key prefix.
     address_failures: FailureThrottle = field(
         default_factory=lambda: FailureThrottle(burst=20, per_minute=20))

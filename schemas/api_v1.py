@@ -163,10 +163,21 @@ class MeterUsagePublic(BaseModel):
     sum: str = Field(description="exact decimal sum of data.quantity, as a string")
 
 
+class GroupUsagePublic(BaseModel):
+    meter: str = Field(description="a defined meter's key (docs/meters.md)")
+    group: dict[str, str] = Field(description="the group's dimension values")
+    aggregation: Literal["count", "sum", "max", "latest", "unique_count"]
+    value: str = Field(description="the aggregate, an exact decimal as a string")
+    events: int = Field(description="events that contributed to the group")
+
+
 class UsagePublic(BaseModel):
     tenant_id: str
     period: str
-    meters: list[MeterUsagePublic]
+    meters: list[MeterUsagePublic] = Field(
+        description="event types no meter is defined for: a count and a sum of quantity")
+    groups: list[GroupUsagePublic] = Field(
+        default_factory=list, description="defined meters, one entry per group")
     complete_through: str | None = Field(
         default=None, description="every event accepted before this instant is in these "
         "counters (RFC 3339); null while no billing worker has proven it")

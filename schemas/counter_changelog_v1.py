@@ -11,6 +11,11 @@ Two kinds of record, told apart by the key's first byte:
   -> the ids first seen in that batch, as 20-byte entries: 16-byte id hash + 4-byte
   big-endian expiry day. A batch's ids are split into chunks of at most ``SEEN_CHUNK``
   entries so that no record exceeds Kafka's default 1 MB message size.
+- ``M`` + JSON ``[tenant, period, meter, [[dimension, value], ...]]`` -> JSON
+  ``{"a": aggregation, "n": count, "s": "sum", "m": "max" | null,
+  "l": [time_ms, "identity hash hex", "value"] | null, "u": distinct}``: a defined meter's
+  group (docs/meters.md), absolute after a transaction. Its unique_count values are
+  remembered as identities in ``D`` records (hashes namespaced apart from event ids).
 - ``G`` + JSON ``[tenant, source]`` -> JSON ``{"low": n, "high": n, "gaps": [[a, b], ...],
   "overflow": bool}``: a producer's sequence numbers seen so far, as the lowest, the highest
   and the missing ranges between them (absolute, the latest value wins).
@@ -27,11 +32,46 @@ import orjson
 COUNTER = b"C"
 SEEN = b"D"
 SEQUENCE = b"G"
+GROUP = b"M"
 _ENTRY = struct.Struct(">16sI")
 _OFFSET = struct.Struct(">qH")
 SEEN_CHUNK = 25_000
 
 CounterKey = tuple[str, str, str]  # tenant, period, meter
+#: tenant, period, meter, ((dimension, value), ...)
+GroupKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
+#: aggregation, count, sum, max, (time_ms, identity hash, value) of the latest, distinct.
+GroupValue = tuple[str, int, Decimal, Decimal | None, tuple[int, bytes, Decimal] | None, int]
+
+
+def group_key(key: GroupKey) -> bytes:
+    tenant, period, meter, group = key
+    return GROUP + orjson.dumps([tenant, period, meter, [list(p) for p in group]])
+
+
+def parse_group_key(key: bytes) -> GroupKey:
+    tenant, period, meter, group = orjson.loads(key[1:])
+    return str(tenant), str(period), str(meter), tuple((str(d), str(v)) for d, v in group)
+
+
+def group_value(value: GroupValue) -> bytes:
+    aggregation, count, total, maximum, latest, distinct = value
+    return orjson.dumps({
+        "a": aggregation, "n": count, "s": str(total),
+        "m": None if maximum is None else str(maximum),
+        "l": None if latest is None else [latest[0], latest[1].hex(), str(latest[2])],
+        "u": distinct})
+
+
+def parse_group(key: bytes, value: bytes) -> tuple[GroupKey, GroupValue]:
+    doc = orjson.loads(value)
+    latest = doc.get("l")
+    return parse_group_key(key), (
+        str(doc["a"]), int(doc["n"]), Decimal(doc["s"]),
+        None if doc.get("m") is None else Decimal(doc["m"]),
+        None if latest is None else (int(latest[0]), bytes.fromhex(latest[1]),
+                                     Decimal(latest[2])),
+        int(doc.get("u", 0)))
 
 
 def counter_key(key: CounterKey) -> bytes:

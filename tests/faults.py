@@ -40,10 +40,11 @@ from schemas.topics import (
 )
 from storage.cassandra import connect
 from tests.usage_load import (
+    GroupTotals,
     LoadProducer,
     Totals,
     WorkerProcess,
-    changelog_totals,
+    changelog_state,
     group_lag,
     make_load,
     wait_for,
@@ -94,6 +95,12 @@ class Outcome:
     double: int = 0
     #: Keys whose count agrees but whose sum does not (a wrong quantity, not a lost event).
     wrong: int = 0
+    #: The defined meters' groups (every aggregation): events lost or counted twice in a
+    #: group, and groups whose aggregate is wrong though their events are right.
+    group_lost: int = 0
+    group_double: int = 0
+    group_wrong: int = 0
+    groups: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -103,7 +110,8 @@ class Outcome:
 
     @property
     def exact(self) -> bool:
-        return self.lost == 0 and self.double == 0 and self.wrong == 0
+        return (self.lost == 0 and self.double == 0 and self.wrong == 0
+                and self.group_lost == 0 and self.group_double == 0 and self.group_wrong == 0)
 
     @property
     def passed(self) -> bool:
@@ -121,7 +129,9 @@ class Outcome:
             f"recovered {f.recovered})" for f in self.faults)
         return (f"{self.scenario} seed {self.seed}: {self.landed}/{self.planned} faults landed "
                 f"[{faults}]; {self.events} events, lost {self.lost}, double {self.double}, "
-                f"wrong sums {self.wrong}; {' '.join(self.notes)}")
+                f"wrong sums {self.wrong}; {self.groups} meter groups of every aggregation, "
+                f"lost {self.group_lost}, double {self.group_double}, wrong "
+                f"{self.group_wrong}; {' '.join(self.notes)}")
 
 
 def compare(expected: Totals, counted: Totals) -> tuple[int, int, int]:
@@ -144,6 +154,21 @@ def compare(expected: Totals, counted: Totals) -> tuple[int, int, int]:
 #: Sized so that a run takes about half a minute: long enough for faults mid-stream.
 COUNTING_EVENTS = 80_000
 COUNTING_SECONDS = 14.0
+
+
+def mirror_groups(settings: Settings, keys: GroupTotals) -> GroupTotals:
+    """The defined meters' groups as the Cassandra mirror holds them."""
+    assert settings.cassandra_hosts
+    cluster, session = connect(settings.cassandra_hosts, security=settings.cassandra_security)
+    try:
+        table = UsageTable(session, settings.cassandra_keyspace)
+        found: GroupTotals = {}
+        for tenant, period in {(t, p) for t, p, _m, _g in keys}:
+            for g in table.read_groups(tenant, period):
+                found[(tenant, period, g.meter, g.group)] = (g.count, g.value)
+        return found
+    finally:
+        cluster.shutdown()
 
 
 def mirror_totals(settings: Settings, keys: Totals) -> Totals:
@@ -213,14 +238,14 @@ def run_counting(settings: Settings, tmp: Path, scenario: str, seed: int,
     if scenario == "broker-restart":
         seconds = max(seconds, 30.0)  # load flowing well after the broker is back
     load = make_load(events, duplicate_share=0.10, seed=seed,
-                     tenant_prefix=f"t{secrets.token_hex(3)}-")
+                     tenant_prefix=f"t{secrets.token_hex(3)}-", metered=True)
     counters = [WorkerProcess("counter", worker_env(settings, tmp / f"w{i}", str(i)),
                               tmp / f"counter-{i}.log") for i in range(1, 3 if two else 2)]
     mirror = WorkerProcess("mirror", worker_env(settings, tmp / "m", "m"), tmp / "mirror.log")
     victim = mirror if scenario.startswith("mirror.") else counters[-1]
     failpoint = "." in scenario
     planned = {"counter-sigkill": 3, "counter-zombie": 1}.get(scenario, 1)
-    outcome = Outcome(scenario, seed, planned, events=load.unique)
+    outcome = Outcome(scenario, seed, planned, events=load.unique, groups=len(load.groups))
     plan = "counter.restoring@1" if scenario == "counter.restoring" else \
         f"{scenario}@{rng.randint(3, 12)}"
     if failpoint and scenario != "counter.restoring":
@@ -265,15 +290,20 @@ def run_counting(settings: Settings, tmp: Path, scenario: str, seed: int,
             allowed = explained if w is victim or scenario == "broker-restart" else 0
             if w.restarts > allowed:
                 outcome.notes.append(f"{w.log.name} restarted itself {w.restarts} times")
-        counted = changelog_totals(bootstrap, COUNTER_CHANGELOG.full_name(prefix))
+        counted, groups = changelog_state(bootstrap, COUNTER_CHANGELOG.full_name(prefix))
         outcome.lost, outcome.double, outcome.wrong = compare(load.expected, counted)
+        outcome.group_lost, outcome.group_double, outcome.group_wrong = compare(
+            load.groups, groups)
         if outcome.exact:
             try:
-                wait_for(lambda: mirror_totals(settings, load.expected) == load.expected, 120,
+                wait_for(lambda: mirror_totals(settings, load.expected) == load.expected
+                         and mirror_groups(settings, load.groups) == load.groups, 120,
                          "the Cassandra mirror to equal the load")
             except AssertionError:
                 mirrored = mirror_totals(settings, load.expected)
                 outcome.lost, outcome.double, outcome.wrong = compare(load.expected, mirrored)
+                outcome.group_lost, outcome.group_double, outcome.group_wrong = compare(
+                    load.groups, mirror_groups(settings, load.groups))
                 outcome.notes.append("the mirror differs from the changelog")
         if any(n.endswith("not running at the end") or "restarted itself" in n
                for n in outcome.notes):

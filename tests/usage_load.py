@@ -20,13 +20,23 @@ from processors.kafka.config import client_config
 from processors.kafka.offsets import consumer_lag
 from processors.kafka.retry import with_retries
 from processors.runtime.settings import Settings
+from processors.usage.core.aggregations import GroupState
+from processors.usage.core.counting import identity_hash
 from processors.usage.core.periods import period_of_ms
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1
-from schemas.counter_changelog_v1 import CounterKey
-from schemas.usage_v1 import UsageEvent, UsageRecord
+from schemas.counter_changelog_v1 import CounterKey, GroupKey
+from schemas.usage_v1 import MeterContribution, UsageEvent, UsageRecord
 
 Totals = dict[CounterKey, tuple[int, Decimal]]
+#: A defined meter's group -> (events counted, the aggregate).
+GroupTotals = dict[GroupKey, tuple[int, Decimal]]
+#: The event type whose events carry contributions to one meter of every aggregation, by
+#: region (docs/meters.md); the other types count as before.
+METERED_TYPE = "meter-metered"
+DIMENSIONAL = (("dim_count", "count"), ("dim_sum", "sum"), ("dim_max", "max"),
+               ("dim_latest", "latest"), ("dim_unique", "unique_count"))
+REGIONS = ("eu", "us", "ap")
 
 
 @dataclass
@@ -35,20 +45,63 @@ class Load:
     expected: Totals
     unique: int
     sent: int
+    #: What the defined meters must hold, worked out from the unique events directly.
+    groups: GroupTotals = field(default_factory=dict)
+
+
+def _metered(event_id: str, source: str, time_ms: int, quantity: Decimal, region: str,
+             user: str) -> UsageEvent:
+    group = (("region", region),)
+    return UsageEvent(event_id, source, METERED_TYPE, time_ms, quantity, None, None, tuple(
+        MeterContribution(meter, 1, aggregation, group,
+                          f'"{user}"' if aggregation == "unique_count" else
+                          ("1" if aggregation == "count" else str(quantity)))
+        for meter, aggregation in DIMENSIONAL))
+
+
+def expected_groups(tenant_events: dict[str, list[UsageEvent]]) -> GroupTotals:
+    """The naive reference: per group, the unique events' count, sum, max, the latest's
+    value (by event time, then identity hash) and the number of distinct values."""
+    out: GroupTotals = {}
+    for tenant, events in tenant_events.items():
+        by_group: dict[tuple[str, str, str], list[UsageEvent]] = defaultdict(list)
+        for e in events:
+            for c in e.contributions or ():
+                by_group[(period_of_ms(e.time_ms), c.meter, c.group[0][1])].append(e)
+        for (period, meter, region), members in by_group.items():
+            values = {e.id: next(c.value for c in e.contributions or () if c.meter == meter)
+                      for e in members}
+            aggregation = dict(DIMENSIONAL)[meter]
+            if aggregation == "unique_count":
+                value = Decimal(len(set(values.values())))
+            elif aggregation == "max":
+                value = max(Decimal(v) for v in values.values())
+            elif aggregation == "latest":
+                last = max(members, key=lambda e: (e.time_ms,
+                                                   identity_hash(tenant, e.source, e.id)))
+                value = Decimal(values[last.id])
+            else:
+                value = sum((Decimal(v) for v in values.values()), Decimal(0))
+            out[(tenant, period, meter, (("region", region),))] = (len(members), value)
+    return out
 
 
 def make_load(events: int, duplicate_share: float, tenants: int = 20, meters: int = 3,
-              per_record: int = 50, seed: int = 7, tenant_prefix: str = "tenant-") -> Load:
+              per_record: int = 50, seed: int = 7, tenant_prefix: str = "tenant-",
+              metered: bool = False) -> Load:
     """``events`` deliveries, of which ``duplicate_share`` repeat an earlier identity.
 
     Duplicates land in later records, in the same record, and (the identity is per tenant
     and source) never across tenants. Quantities have three decimals to catch float use.
+    With ``metered``, a quarter of the events also contribute to a defined meter of every
+    aggregation, grouped by region (``DIMENSIONAL``).
     """
     rng = random.Random(seed)
     now_ms = int(time.time() * 1000)
     seen: dict[str, list[UsageEvent]] = defaultdict(list)
     expected: dict[CounterKey, list[int | Decimal]] = {}
     by_tenant: dict[str, list[UsageEvent]] = defaultdict(list)
+    unique_metered: dict[str, list[UsageEvent]] = defaultdict(list)
     unique = 0
     for n in range(events):
         tenant = f"{tenant_prefix}{rng.randrange(tenants)}"
@@ -60,6 +113,10 @@ def make_load(events: int, duplicate_share: float, tenants: int = 20, meters: in
             time_ms=now_ms - rng.randrange(60_000),
             quantity=Decimal(rng.randrange(1, 100_000)) / 1000,
         )
+        if metered and rng.random() < 0.25:
+            event = _metered(event.id, event.source, event.time_ms, event.quantity,
+                             rng.choice(REGIONS), f"user-{rng.randrange(200)}")
+            unique_metered[tenant].append(event)
         seen[tenant].append(event)
         by_tenant[tenant].append(event)
         unique += 1
@@ -73,7 +130,7 @@ def make_load(events: int, duplicate_share: float, tenants: int = 20, meters: in
             records.append(UsageRecord(tenant, tuple(tenant_events[i:i + per_record])))
     rng.shuffle(records)  # interleave tenants; per-tenant order does not matter for counts
     totals = {k: (int(v[0]), Decimal(v[1])) for k, v in expected.items()}
-    return Load(records, totals, unique, events)
+    return Load(records, totals, unique, events, expected_groups(unique_metered))
 
 
 class LoadProducer(threading.Thread):
@@ -239,11 +296,23 @@ def wait_for(condition: object, timeout: float, what: str, step: float = 0.5) ->
 
 def changelog_totals(bootstrap: str, topic: str) -> Totals:
     """The latest committed counter values in the changelog, read from the beginning."""
+    return changelog_state(bootstrap, topic)[0]
+
+
+def changelog_state(bootstrap: str, topic: str) -> tuple[Totals, GroupTotals]:
+    """The latest committed counters and defined meters' groups (events, aggregate) in the
+    changelog, read from the beginning."""
     from tests.kafka_helpers import read_all_records
 
     totals: Totals = {}
+    groups: GroupTotals = {}
     for key, value in read_all_records(bootstrap, topic):
         if key[:1] == changelog.COUNTER and value is not None:
             ckey, count, total = changelog.parse_counter(key, value)
             totals[ckey] = (count, total)
-    return totals
+        elif key[:1] == changelog.GROUP and value is not None:
+            gkey, (aggregation, count, total, maximum, latest, distinct) = \
+                changelog.parse_group(key, value)
+            state = GroupState(count, total, maximum, latest, distinct)
+            groups[gkey] = (count, state.value(aggregation))  # type: ignore[arg-type]
+    return totals, groups

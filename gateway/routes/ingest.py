@@ -32,6 +32,7 @@ from gateway.runtime import (
 from processors.kafka.async_producer import DeliveryFailed
 from processors.runtime.failpoints import failpoint
 from processors.usage.core.counting import identity_hash
+from processors.usage.core.meters import metered
 from processors.usage.core.periods import AcceptanceWindow
 from schemas.api_v1 import IngestResult, ResourceResponse
 from schemas.cloudevents import METER_PATTERN, EventRejected, to_usage_event
@@ -178,6 +179,9 @@ async def _ingest(runtime: RuntimeDep, tenant_id: str, raw_events: list[Any],
             why = window.rejection(event.time_ms)
             if why:
                 raise EventRejected(why)
+            # What it adds to the meters in force for its type (docs/meters.md).
+            event = metered(event, raw.get("data"), runtime.meter_cache.meters(
+                runtime.directory.meters_for_type(event.meter)))
         except EventRejected as exc:
             receipts.append({"id": event_id, "status": "rejected", "reason": str(exc)})
             INGEST_REJECTIONS.labels(rejection_reason(str(exc))).inc()

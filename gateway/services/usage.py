@@ -19,6 +19,7 @@ from processors.usage.ingest_dead_letters import (
 )
 from schemas.api_v1 import (
     GapPublic,
+    GroupUsagePublic,
     IngestDeadLetterPublic,
     IngestReplay,
     InvalidRecordPublic,
@@ -42,10 +43,14 @@ async def read_usage(runtime: Runtime, tenant_id: str, period: str | None) -> Us
     except ValueError as exc:
         raise ProblemError(422, "invalid-period", "Invalid period", str(exc)) from None
     rows = await run_in_threadpool(runtime.usage.read, tenant_id, period)
+    groups = await run_in_threadpool(runtime.usage.read_groups, tenant_id, period)
     through = await run_in_threadpool(runtime.progress.complete_through)
     return UsagePublic(
         tenant_id=tenant_id, period=period,
         meters=[MeterUsagePublic(meter=r.meter, count=r.count, sum=str(r.total)) for r in rows],
+        groups=[GroupUsagePublic(meter=g.meter, group=dict(g.group),
+                                 aggregation=g.aggregation,  # type: ignore[arg-type]
+                                 value=f"{g.value:f}", events=g.count) for g in groups],
         complete_through=time_text(through) if through else None,
     )
 

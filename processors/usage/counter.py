@@ -10,8 +10,9 @@ The exactly-once argument, step by step (every crash test names the step it atta
    owns. Nothing is written anywhere yet.
 2. The batch is folded (``processors.usage.core.counting``): identities already in the partition's
    store or earlier in the batch are duplicates; the rest add to the counters.
-3. In one Kafka transaction: the new absolute counters and the batch's new identities are
-   written to the changelog partition of each source partition, and the consumer's next
+3. In one Kafka transaction: the new absolute counters (and defined meters' groups, ``M``
+   records) and the batch's new identities (and unique_count members) are written to the
+   changelog partition of each source partition, and the consumer's next
    offsets are added with the group's metadata (KIP-447, so a worker that lost the
    partition in a rebalance is fenced and its transaction aborts).
 4. The transaction commits. Before this, a crash aborts everything: the batch is consumed
@@ -67,13 +68,13 @@ from processors.kafka.transactions import (
 )
 from processors.runtime.failpoints import failpoint
 from processors.runtime.settings import Settings
-from processors.usage.core.counting import Counter, Fold, apply
+from processors.usage.core.counting import Counter, Fold, Group, apply, apply_groups
 from processors.usage.core.periods import day_number
 from processors.usage.core.sequences import gap_message_id
-from processors.usage.partition_store import PartitionStore
+from processors.usage.partition_store import PartitionStore, group_value
 from schemas import counter_changelog_v1 as changelog
 from schemas import usage_v1, webhooks_v1
-from schemas.counter_changelog_v1 import CounterKey
+from schemas.counter_changelog_v1 import CounterKey, GroupKey
 from schemas.rfc3339 import now_text
 from schemas.topics import COUNTER_CHANGELOG, COUNTER_GROUP, USAGE, WEBHOOK_EVENTS
 
@@ -330,6 +331,7 @@ class CountingWorker:
         for msg, error in unreadable:
             invalid_record(USAGE, where(msg), error, self.dead_letters.of(msg, self.producer))
         changed_by_partition: dict[int, dict[CounterKey, Counter]] = {}
+        groups_by_partition: dict[int, dict[GroupKey, Group]] = {}
         seen_records: dict[int, list[tuple[bytes, int, list[bytes]]]] = {}
         for partition, fold in folds.items():
             store = self.stores[partition]
@@ -337,6 +339,8 @@ class CountingWorker:
             counters = {k: store.counters[k] for k in fold.increments if k in store.counters}
             changed = apply(counters, fold)
             changed_by_partition[partition] = changed
+            groups = {k: store.groups[k] for k in fold.groups if k in store.groups}
+            groups_by_partition[partition] = apply_groups(groups, fold)
             seen_records[partition] = []
             for chunk, start in enumerate(range(0, len(fold.new_ids), changelog.SEEN_CHUNK)):
                 entries = fold.new_ids[start:start + changelog.SEEN_CHUNK]
@@ -350,6 +354,10 @@ class CountingWorker:
                     self.changelog, partition=partition, key=changelog.counter_key(key),
                     value=changelog.counter_value(counter.count, counter.total),
                 )
+            for gkey, group in groups_by_partition[partition].items():
+                self.producer.produce(
+                    self.changelog, partition=partition, key=changelog.group_key(gkey),
+                    value=changelog.group_value(group_value(group)))
             self._produce_sequences(partition, fold)
         failpoint("counter.before-commit")  # step 3 written, step 4 not reached
         # Serves the delivery reports too, which carry the changelog offsets for step 5.
@@ -365,6 +373,7 @@ class CountingWorker:
             self.stores[partition].committed(
                 changed_by_partition[partition], fold.new_ids, next_offset,
                 seen_records[partition], fold.sequences.states,
+                groups_by_partition[partition],
             )
             GAPS_OPENED.inc(len(fold.sequences.opened))
             NUMBERS_FILLED.inc(fold.sequences.filled)

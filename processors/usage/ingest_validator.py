@@ -49,6 +49,7 @@ from processors.runtime.settings import Settings
 from processors.tenants.core import keys
 from processors.tenants.follower import follow_admin
 from processors.usage.core import ingest_credentials as credentials
+from processors.usage.core.meters import MeterCache, metered
 from processors.usage.core.periods import AcceptanceWindow
 from schemas import usage_v1
 from schemas.admin_v1 import ApiKey
@@ -95,6 +96,7 @@ class IngestValidator:
         self.directory, self.admin_topic = follow_admin(settings.kafka_bootstrap,
                                                         ADMIN.full_name(prefix))
         self.record_keys = keyring.load(settings, "records")
+        self.meter_cache = MeterCache()
 
     def stop(self) -> None:
         self._stop = True
@@ -129,8 +131,10 @@ class IngestValidator:
         if tenant.status == "suspended":
             raise EventRejected(f"tenant {tenant_id} is suspended")
         self._check_credential(msg, tenant_id, now)
-        event = to_usage_event(record_to_event(msg.value(), msg.headers()), now,
-                               self.require_time)
+        raw = record_to_event(msg.value(), msg.headers())
+        event = to_usage_event(raw, now, self.require_time)
+        event = metered(event, raw.get("data") if isinstance(raw, dict) else None,
+                        self.meter_cache.meters(self.directory.meters_for_type(event.meter)))
         why = window.rejection(event.time_ms)
         if why:
             raise EventRejected(why)

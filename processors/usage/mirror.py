@@ -5,8 +5,10 @@ Protocol, per batch:
 1. Read committed changelog records (``read_committed``: an aborted transaction's records
    never arrive). A record it cannot read is dead-lettered to ``invalid-records.v1``
    (``processors.kafka.invalid``, flushed before step 5) and the mirror reads on.
-2. Keep the latest value per counter (and per counter and day, for the console's charts).
-3. Write them to Cassandra ``USING TIMESTAMP <changelog offset>``
+2. Keep the latest value per counter (and per counter and day, for the console's charts)
+   and per defined meter's group (``M`` records, docs/meters.md).
+3. Write them to Cassandra (``usage_by_period``, ``usage_daily``, ``usage_groups``)
+   ``USING TIMESTAMP <changelog offset>``
    (``processors.usage.mirror_table``): a replayed or reordered write never moves a counter
    back.
 4. Send the usage threshold notices the new values call for (each once: a Cassandra claim,
@@ -93,6 +95,7 @@ class MirrorWorker:
                 latest: dict[CounterKey, tuple[int, Decimal, int]] = {}
                 daily: dict[tuple[str, str, str, date], tuple[int, Decimal, int]] = {}
                 sequences: dict[changelog.SequenceKey, tuple[changelog.SequenceState, int]] = {}
+                groups: dict[changelog.GroupKey, tuple[changelog.GroupValue, int]] = {}
                 for msg in data_messages(messages):
                     key, value, offset = msg.key(), msg.value(), msg.offset()
                     if key is not None and key[:1] == changelog.SEQUENCE and value is not None:
@@ -105,6 +108,17 @@ class MirrorWorker:
                                            self.dead_letters.of(msg))
                             continue
                         sequences[skey] = (state, offset)
+                        continue
+                    if key is not None and key[:1] == changelog.GROUP and value is not None:
+                        if offset is None:
+                            raise RuntimeError("changelog record without offset")
+                        try:
+                            gkey, gvalue = changelog.parse_group(key, value)
+                        except DECODE_ERRORS as exc:
+                            invalid_record(COUNTER_CHANGELOG, where(msg), exc,
+                                           self.dead_letters.of(msg))
+                            continue
+                        groups[gkey] = (gvalue, offset)
                         continue
                     if key is None or key[:1] != changelog.COUNTER or value is None:
                         continue
@@ -128,7 +142,9 @@ class MirrorWorker:
                     self.notices.check(latest)
                 if sequences:
                     self.table.write_sequences(sequences)
-                if latest:
+                if groups:
+                    self.table.write_groups(groups)
+                if latest or groups:
                     failpoint("mirror.after-write")  # written, offsets not committed
                 if messages:
                     self.dead_letters.flush()  # kept before the offsets move past them

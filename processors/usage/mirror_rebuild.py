@@ -1,4 +1,5 @@
-"""Rebuild the Cassandra usage mirror from the counter changelog (``meterly mirror rebuild``).
+"""Rebuild the Cassandra usage mirror from the counter changelog (``meterly mirror rebuild``):
+the counters of ``usage_by_period`` and the defined meters' groups of ``usage_groups``.
 
 The changelog is compacted, so it holds the latest value of every counter; reading it from
 the beginning and writing each value versioned by its offset (as the mirror worker does)
@@ -39,15 +40,24 @@ def rebuild_mirror(settings: Settings, progress: Callable[[str], None]) -> int:
     try:
         total = total_records(consumer, topic)
         latest: dict[CounterKey, tuple[int, Decimal, int]] = {}
+        groups: dict[changelog.GroupKey, tuple[changelog.GroupValue, int]] = {}
         read = written = 0
         reported = time.monotonic()
         for messages in read_to_end(consumer, topic):
             for msg in messages:
                 read += 1
                 key, value, offset = msg.key(), msg.value(), msg.offset()
-                if key is None or value is None or key[:1] != changelog.COUNTER:
+                if key is None or value is None or offset is None:
                     continue
-                if offset is None:
+                if key[:1] == changelog.GROUP:
+                    try:
+                        gkey, gvalue = changelog.parse_group(key, value)
+                    except DECODE_ERRORS as exc:
+                        invalid_record(COUNTER_CHANGELOG, where(msg), exc, dead_letters.of(msg))
+                        continue
+                    groups[gkey] = (gvalue, offset)
+                    continue
+                if key[:1] != changelog.COUNTER:
                     continue
                 try:
                     ckey, count, quantity = changelog.parse_counter(key, value)
@@ -59,6 +69,10 @@ def rebuild_mirror(settings: Settings, progress: Callable[[str], None]) -> int:
                 table.write(latest)
                 written += len(latest)
                 latest.clear()
+            if len(groups) >= FLUSH_EVERY:
+                table.write_groups(groups)
+                written += len(groups)
+                groups.clear()
             if time.monotonic() - reported > 2:
                 progress(f"read {read:,} of at most {total:,} changelog records, "
                          f"{written + len(latest):,} counters")
@@ -66,6 +80,9 @@ def rebuild_mirror(settings: Settings, progress: Callable[[str], None]) -> int:
         if latest:
             table.write(latest)
             written += len(latest)
+        if groups:
+            table.write_groups(groups)
+            written += len(groups)
         dead_letters.flush()
         skipped = f"; {dead_letters.sent} unreadable, dead-lettered" if dead_letters.sent else ""
         progress(f"read {read:,} changelog records; wrote {written:,} counters{skipped}")

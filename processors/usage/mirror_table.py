@@ -21,7 +21,13 @@ from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.query import PreparedStatement
 
 from processors.usage.core.sequences import missing_in
-from schemas.counter_changelog_v1 import CounterKey, SequenceKey, SequenceState
+from schemas.counter_changelog_v1 import (
+    CounterKey,
+    GroupKey,
+    GroupValue,
+    SequenceKey,
+    SequenceState,
+)
 from storage.cassandra import prepare
 
 #: Usage is written and read at LOCAL_QUORUM: in a cluster, a close reads what the mirror
@@ -61,6 +67,18 @@ class MeterUsage:
     total: Decimal
 
 
+@dataclass(frozen=True)
+class GroupUsage:
+    """One group of a defined meter, as the mirror holds it."""
+
+    meter: str
+    group: tuple[tuple[str, str], ...]
+    aggregation: str
+    count: int
+    #: The aggregate a price applies to (``GroupState.value``).
+    value: Decimal
+
+
 class UsageTable:
     def __init__(self, session: Session, keyspace: str) -> None:
         self._session = session
@@ -87,6 +105,15 @@ class UsageTable:
         self._read_sequences = prepare(
             session, f"SELECT source, low, high, gaps, overflow, updated_at "
             f"FROM {keyspace}.usage_sequences WHERE tenant_id = ?", QUORUM)
+        self._write_group = prepare(
+            session, f"INSERT INTO {keyspace}.usage_groups (tenant_id, period, meter, "
+            "group_key, aggregation, event_count, quantity_sum, maximum, latest_time, "
+            "latest_value, distinct_count, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?) USING TIMESTAMP ?", QUORUM)
+        self._read_groups = prepare(
+            session, f"SELECT meter, group_key, aggregation, event_count, quantity_sum, "
+            f"maximum, latest_value, distinct_count FROM {keyspace}.usage_groups "
+            "WHERE tenant_id = ? AND period = ?", QUORUM)
         self._read_open_in = prepare(
             session, f"SELECT tenant_id, source, low, high, gaps, overflow, updated_at, "
             f"missing FROM {keyspace}.usage_sequences WHERE tenant_id IN ?", QUORUM)
@@ -133,6 +160,35 @@ class UsageTable:
             for (tenant, period, meter), (count, total, version) in values.items()
         ]
         self._run_all(self._write, args, "mirror write")
+
+    def write_groups(self, values: dict[GroupKey, tuple[GroupValue, int]]) -> None:
+        """``{(tenant, period, meter, group): (value, changelog offset)}``, versioned by the
+        offset; raise if any write fails."""
+        now = datetime.now(UTC)
+        args = []
+        for (tenant, period, meter, group), (value, version) in values.items():
+            aggregation, count, total, maximum, latest, distinct = value
+            args.append((tenant, period, meter,
+                         orjson.dumps([list(p) for p in group]).decode(), aggregation, count,
+                         total, maximum, None if latest is None else latest[0],
+                         None if latest is None else latest[2], distinct, now, version))
+        self._run_all(self._write_group, args, "group mirror write")
+
+    def read_groups(self, tenant: str, period: str) -> list[GroupUsage]:
+        """Every group of every defined meter of ``tenant`` in ``period``, by meter and
+        group."""
+        found = []
+        for r in self._session.execute(self._read_groups, (tenant, period)):
+            group = tuple((str(d), str(v)) for d, v in orjson.loads(r.group_key))
+            value = {"count": Decimal(r.event_count or 0),
+                     "sum": r.quantity_sum or Decimal(0),
+                     "max": r.maximum or Decimal(0),
+                     "latest": r.latest_value or Decimal(0),
+                     "unique_count": Decimal(r.distinct_count or 0)}.get(
+                         r.aggregation, Decimal(0))
+            found.append(GroupUsage(r.meter, group, r.aggregation, r.event_count or 0,
+                                    value))
+        return sorted(found, key=lambda g: (g.meter, g.group))
 
     def write_daily(self, values: dict[tuple[str, str, str, date], tuple[int, Decimal, int]]
                     ) -> None:

@@ -16,14 +16,17 @@ from pathlib import Path
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
-from processors.usage.core.counting import Counter
+from processors.usage.core.aggregations import GroupState
+from processors.usage.core.counting import Counter, Group
 from processors.usage.core.sequences import SourceSequence
 from schemas import counter_changelog_v1 as changelog
-from schemas.counter_changelog_v1 import CounterKey
+from schemas.counter_changelog_v1 import CounterKey, GroupKey, GroupValue
 
 _CHECKPOINT = b"m:checkpoint"
 _ID = b"h:"
 _COUNTER = b"c:"
+#: ``q:`` + changelog key of a defined meter's group -> its changelog value.
+_GROUP = b"q:"
 #: ``g:`` + changelog key of a producer's sequence state -> its changelog value.
 _SEQUENCE = b"g:"
 _OFFSET = struct.Struct(">q")
@@ -65,6 +68,17 @@ def _options() -> Options:
     return options
 
 
+def group_of(value: GroupValue) -> Group:
+    """A changelog group value as the counter folds it."""
+    aggregation, count, total, maximum, latest, distinct = value
+    return aggregation, GroupState(count, total, maximum, latest, distinct)
+
+
+def group_value(group: Group) -> GroupValue:
+    aggregation, s = group
+    return aggregation, s.count, s.total, s.maximum, s.latest, s.distinct
+
+
 class PartitionStore:
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -80,6 +94,14 @@ class PartitionStore:
                 raise TypeError("counter value in the local store is not bytes")
             ckey, count, total = changelog.parse_counter(key[2:], value)
             self.counters[ckey] = Counter(count, total)
+        self.groups: dict[GroupKey, Group] = {}
+        for key, value in self._db.items(from_key=_GROUP):
+            if not isinstance(key, bytes) or not key.startswith(_GROUP):
+                break
+            if not isinstance(value, bytes):
+                raise TypeError("group value in the local store is not bytes")
+            gkey, gvalue = changelog.parse_group(key[2:], value)
+            self.groups[gkey] = group_of(gvalue)
         self.sequences: dict[changelog.SequenceKey, SourceSequence] = {}
         for key, value in self._db.items(from_key=_SEQUENCE):
             if not isinstance(key, bytes) or not key.startswith(_SEQUENCE):
@@ -131,6 +153,10 @@ class PartitionStore:
             skey, state = changelog.parse_sequence(key, value)
             batch.put(_SEQUENCE + key, value)
             self.sequences[skey] = SourceSequence.of(state)
+        elif key[:1] == changelog.GROUP and value is not None:
+            gkey, gvalue = changelog.parse_group(key, value)
+            batch.put(_GROUP + key, value)
+            self.groups[gkey] = group_of(gvalue)
         self.checkpoint = offset + 1
         if len(batch) >= 5000:
             self.flush_restore()
@@ -153,6 +179,7 @@ class PartitionStore:
         next_offset: int,
         seen_records: Iterable[tuple[bytes, int, list[bytes]]] = (),
         sequences: dict[changelog.SequenceKey, SourceSequence] | None = None,
+        groups: dict[GroupKey, Group] | None = None,
     ) -> None:
         """Apply a committed transaction: counters, identities, the seen-ids records
         (changelog key, latest expiry day, identities) and the sequence states it wrote."""
@@ -167,6 +194,10 @@ class PartitionStore:
             batch.put(_COUNTER + changelog.counter_key(key),
                       changelog.counter_value(counter.count, counter.total))
             self.counters[key] = counter
+        for gkey, group in (groups or {}).items():
+            batch.put(_GROUP + changelog.group_key(gkey), changelog.group_value(
+                group_value(group)))
+            self.groups[gkey] = group
         for identity, day in new_ids:
             batch.put(_ID + identity, _DAY.pack(day))
         self.checkpoint = max(self.checkpoint, next_offset)

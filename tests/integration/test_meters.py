@@ -5,6 +5,7 @@ fixed per meter, every version audited and readable from every gateway."""
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,8 +18,10 @@ from processors.runtime.settings import Settings
 from tests.stack import Stack, env_without_meterly, start_stack, wait_until
 
 pytestmark = pytest.mark.integration
+#: A key of this run's own: the audit log is shared by every test of the session.
+KEY = f"llm_tokens_{secrets.token_hex(3)}"
 LLM: dict[str, Any] = {
-    "key": "llm_tokens", "event_type": "llm.tokens", "aggregation": "sum",
+    "key": KEY, "event_type": "llm.tokens", "aggregation": "sum",
     "group_by": {"model": "model"}, "value_dimension": "token_type",
     "values": {"input": {"path": "input", "minus": ["cached_input"]},
                "cached_input": {"path": "cached_input", "default": "0"},
@@ -47,16 +50,16 @@ def test_a_meter_is_versioned_validated_and_audited(stack: Stack) -> None:
             "input": {"path": "input", "minus": ["nothing"]}}})
         assert wrong.status_code == 422, wrong.text
         assert "not other values" in wrong.json()["detail"]
-        assert admin.get("/v1/admin/meters/llm_tokens/versions/1").json()["group_by"] == {
+        assert admin.get(f"/v1/admin/meters/{KEY}/versions/1").json()["group_by"] == {
             "model": "model"}
         assert admin.get("/v1/admin/meters/nothing").status_code == 404
         audit = admin.get("/v1/admin/audit", params={"action": "meter."}).json()["data"]
-        assert sorted(e["target"] for e in audit if "llm_tokens" in e["target"]) == [
-            "meter:llm_tokens:1", "meter:llm_tokens:2"]
+        assert sorted(e["target"] for e in audit if KEY in e["target"]) == [
+            f"meter:{KEY}:1", f"meter:{KEY}:2"]
     # The other gateway follows the admin topic: it reads the same latest version.
     with stack.client(1) as other:
         wait_until("the second gateway sees version 2", lambda: other.get(
-            "/v1/admin/meters/llm_tokens").json().get("version") == 2, timeout=30)
+            f"/v1/admin/meters/{KEY}").json().get("version") == 2, timeout=30)
 
 
 def test_the_cli_defines_lists_and_shows_meters(stack: Stack, tmp_path: Path) -> None:

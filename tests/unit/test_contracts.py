@@ -61,6 +61,8 @@ def _changelog(record: Record) -> Any:
         return changelog.parse_counter(record.key, record.value)
     if record.key[:1] == changelog.SEQUENCE:
         return changelog.parse_sequence(record.key, record.value)
+    if record.key[:1] == changelog.GROUP:
+        return changelog.parse_group(record.key, record.value)
     assert record.key[:1] == changelog.SEEN
     return list(changelog.parse_seen(record.value))
 
@@ -75,6 +77,10 @@ def _changelog_encode(record: Record, decoded: Any) -> bytes:
         skey, state = decoded
         assert changelog.sequence_key(skey) == record.key
         return changelog.sequence_value(state)
+    if record.key[:1] == changelog.GROUP:
+        gkey, gvalue = decoded
+        assert changelog.group_key(gkey) == record.key
+        return changelog.group_value(gvalue)
     return changelog.seen_value(decoded)
 
 
@@ -98,7 +104,11 @@ def _value(f: Callable[[bytes], Any]) -> Callable[[Record], Any]:
 
 def _add_to_events(doc: Any) -> None:
     for event in doc["events"]:
+        # After every column this reader knows (the last: contributions, the eighth).
+        event.extend([None] * (8 - len(event)))
         event.append("a column added later")
+        for contribution in event[7] or ():
+            contribution.append("a field added later")
 
 
 def _add_to_invoice(doc: Any) -> None:

@@ -13,6 +13,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME
 from processors.runtime.keyring import Keys
 from processors.tenants.core import keys
 from processors.tenants.core.directory import Directory
+from processors.usage.core.meters import MeterCache
 from processors.usage.core.periods import AcceptanceWindow
 from processors.usage.ingest_validator import IngestValidator
 from schemas.admin_v1 import ApiKey, Tenant
@@ -82,6 +83,7 @@ def _validator(arriving: Tenant | None) -> tuple[IngestValidator, FakeAdminTopic
     validator._waited_for = None
     validator._warned_create_time = False
     validator.record_keys = RECORD_KEYS
+    validator.meter_cache = MeterCache()
     return validator, admin
 
 

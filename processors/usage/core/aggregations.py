@@ -13,12 +13,14 @@ checks that over interleavings with duplicates and replays.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, localcontext
 
-from processors.usage.core.counting import COUNTING
 from processors.usage.core.meters import Aggregation
 
 ZERO = Decimal(0)
+#: Totals are summed exactly: a quantity has at most 15 integer and 9 decimal digits, so
+#: 60 digits hold any sum a counter can reach; a sum that would round raises instead.
+COUNTING = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
 
 
 @dataclass(frozen=True)

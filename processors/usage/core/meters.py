@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
 
+from schemas.admin_v1 import MeterVersion
 from schemas.cloudevents import EventRejected, parse_amount
+from schemas.usage_v1 import MeterContribution, UsageEvent
 
 Aggregation = Literal["count", "sum", "max", "latest", "unique_count"]
 AGGREGATIONS: tuple[Aggregation, ...] = ("count", "sum", "max", "latest", "unique_count")
@@ -300,3 +302,35 @@ def contributions(meters: Iterable[Meter], data: Any) -> list[Contribution]:
             named = (value_name,) if value_name is not None else ()
             out.append(Contribution(meter.key, meter.version, (*group, *named), value))
     return out
+
+
+class MeterCache:
+    """Meters from their admin records, each version read once (definitions never change)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int], Meter] = {}
+
+    def meters(self, records: Iterable[MeterVersion]) -> list[Meter]:
+        out = []
+        for record in records:
+            meter = self._known.get((record.key, record.version))
+            if meter is None:
+                meter = self._known[(record.key, record.version)] = meter_from_spec(
+                    record.spec, record.version)
+            out.append(meter)
+        return out
+
+
+def metered(event: UsageEvent, data: Any, meters: list[Meter]) -> UsageEvent:
+    """``event`` with what it contributes to ``meters`` (the versions in force for its
+    type); unchanged when no meter reads its type. Raises EventRejected as
+    ``contributions`` does."""
+    if not meters:
+        return event
+    by_key = {m.key: m for m in meters}
+    found = contributions(meters, data)
+    return replace(event, contributions=tuple(
+        MeterContribution(c.meter, c.version, by_key[c.meter].aggregation,
+                          tuple(zip(by_key[c.meter].dimensions, c.group, strict=True)),
+                          str(c.value))
+        for c in found))
